@@ -1,0 +1,41 @@
+# `make run` and `make test` are the two commands: each sets up what it needs first.
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.setup-stamp
+PYTHON ?= python3
+
+.PHONY: setup run test bench ui lint system-deps
+
+setup: $(STAMP)
+
+# Re-installs only when pyproject.toml changes. Editable in "compat" mode: the PEP 660 finder would hide
+# the hydra_plugins namespace package from Hydra's plugin discovery.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	touch $(STAMP)
+
+# The default sweep on the bundled digits data set (no network).
+run: setup
+	$(BIN)/sweep
+	@echo "Browse the runs: make ui  (MLflow UI on http://127.0.0.1:5000)"
+
+# System packages the tests drive for real: Chromium for the UI test, PostgreSQL for shared studies.
+system-deps:
+	@bash .ci/system-deps
+
+test: setup system-deps
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/trainer.py
+	$(BIN)/python benchmarks/deepfool.py
+
+ui: setup
+	@echo "MLflow UI: http://127.0.0.1:5000  (store: sqlite:///mlflow.db)"
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+lint: setup
+	$(BIN)/ruff check .

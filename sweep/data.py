@@ -1,0 +1,201 @@
+"""Data sets as tensors on the training device, loaded once per process.
+
+Every data set is held as uint8 images ``(N, C, H, W)`` plus int64 labels, split once into train / validation /
+test, and cached per (data set, device): a sweep of many trials in one process reads the disk once and never
+copies the images again. Trials turn a batch into floats in [0, 1] on the device (``Split.batch``); the model
+normalises with the training statistics itself, so DeepFool perturbations live in input space.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sweep.errors import SweepError, check, check_choice
+
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
+
+# torchvision's folder names under data.root, and where each archive lives.
+_TORCHVISION_DIRS = {"mnist": "MNIST/raw", "fashion_mnist": "FashionMNIST/raw", "cifar10": "cifar-10-batches-py"}
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"
+    root: str = "data"  # torchvision data sets live under this folder, in torchvision's own layout
+    download: bool = False  # fetch a missing torchvision data set (needs network); never done silently
+    val_fraction: float = 0.1  # share of the training set held out for validation (fixed split, seed 0)
+    train_subset: int | None = None  # keep only the first N (pre-shuffled) training examples
+
+    def __post_init__(self) -> None:
+        check_choice(self.name, "data.name", DATASETS)
+        check(0.0 < self.val_fraction < 1.0, "data.val_fraction", f"must be in (0, 1), got {self.val_fraction}")
+        check(
+            self.train_subset is None or self.train_subset >= 1,
+            "data.train_subset",
+            f"must be a positive integer or null, got {self.train_subset}",
+        )
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a data set: uint8 images and int64 labels on one device."""
+
+    x: torch.Tensor  # (N, C, H, W) uint8
+    y: torch.Tensor  # (N,) int64
+    scale: float  # multiplies the uint8 values into [0, 1]
+
+    def __len__(self) -> int:
+        return self.y.shape[0]
+
+    def batch(self, index: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float inputs in [0, 1] and labels for ``index``; the only place images become float."""
+        return self.x[index].float().mul_(self.scale), self.y[index]
+
+    def head(self, n: int | None) -> Split:
+        """The first ``n`` examples as a view (no copy); the split is pre-shuffled, so this is a random subset."""
+        return self if n is None or n >= len(self) else Split(self.x[:n], self.y[:n], self.scale)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    mean: torch.Tensor  # (C,) per-channel mean of the training inputs in [0, 1]
+    std: torch.Tensor  # (C,)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.x.shape[1:])  # type: ignore[return-value]
+
+    def split(self, name: str) -> Split:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+
+_CACHE: dict[tuple, Dataset] = {}
+
+
+def load_dataset(cfg: DataConfig, device: torch.device) -> Dataset:
+    """The data set of ``cfg`` on ``device``, read from disk only the first time in this process."""
+    key = (cfg.name, str(Path(cfg.root).resolve()), cfg.val_fraction, str(device))
+    if key not in _CACHE:
+        for old in [k for k in _CACHE if k[-1] == str(device) and k[:3] != key[:3]]:
+            del _CACHE[old]  # one data set per device at a time keeps memory flat across a mixed sweep
+        _CACHE[key] = _build(cfg, device)
+    return _CACHE[key]
+
+
+def _build(cfg: DataConfig, device: torch.device) -> Dataset:
+    (x_train, y_train), (x_test, y_test), scale = _READERS[cfg.name](cfg)
+    # One fixed shuffle (seed 0) so validation is the same for every trial and train_subset is random.
+    order = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(0))
+    n_val = max(1, round(cfg.val_fraction * len(order)))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    train_x = x_train[train_idx]
+    floats = train_x.float() * scale
+    mean = floats.mean(dim=(0, 2, 3))
+    std = floats.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    del floats
+
+    def split(x: torch.Tensor, y: torch.Tensor) -> Split:
+        return Split(x.to(device), y.to(device), scale)
+
+    return Dataset(
+        train=split(train_x, y_train[train_idx]),
+        val=split(x_train[val_idx], y_train[val_idx]),
+        test=split(x_test, y_test),
+        num_classes=int(max(y_train.max(), y_test.max())) + 1,
+        mean=mean.to(device),
+        std=std.to(device),
+    )
+
+
+Arrays = tuple[torch.Tensor, torch.Tensor]
+
+
+def _read_digits(cfg: DataConfig) -> tuple[Arrays, Arrays, float]:
+    """scikit-learn's bundled 8x8 digits (0..16 grey levels): a fixed 20% test split, no download ever."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.from_numpy(digits.images.astype(np.uint8)).unsqueeze(1)
+    y = torch.from_numpy(digits.target.astype(np.int64))
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(1))
+    n_test = len(y) // 5
+    test, train = order[:n_test], order[n_test:]
+    return (x[train], y[train]), (x[test], y[test]), 1.0 / 16.0
+
+
+def _require(cfg: DataConfig) -> Path:
+    """The data set's folder under data.root, downloading it only when data.download is set."""
+    folder = Path(cfg.root) / _TORCHVISION_DIRS[cfg.name]
+    if folder.is_dir() and any(folder.iterdir()):
+        return folder
+    if not cfg.download:
+        raise SweepError(
+            f"data.root: {cfg.name} not found at {folder.resolve()}; "
+            "set data.download=true to fetch it (needs network), or point data.root at a copy"
+        )
+    _download(cfg)
+    return folder
+
+
+def _download(cfg: DataConfig) -> None:
+    from torchvision import datasets
+
+    cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST, "cifar10": datasets.CIFAR10}
+    try:
+        for train in (True, False):
+            cls[cfg.name](cfg.root, train=train, download=True)
+    except Exception as error:  # noqa: BLE001 - any network or disk failure means the same thing to the user
+        raise SweepError(f"data.download: could not fetch {cfg.name} into {cfg.root}: {error}") from error
+
+
+def _read_mnist_like(cfg: DataConfig) -> tuple[Arrays, Arrays, float]:
+    """MNIST and Fashion-MNIST through torchvision's own reader of its idx files."""
+    from torchvision import datasets
+
+    _require(cfg)
+    cls = datasets.MNIST if cfg.name == "mnist" else datasets.FashionMNIST
+    try:
+        parts = [cls(cfg.root, train=train, download=False) for train in (True, False)]
+    except RuntimeError as error:
+        raise SweepError(f"data.root: {cfg.name} under {cfg.root} is incomplete: {error}") from error
+    return *((p.data.unsqueeze(1), p.targets.long()) for p in parts), 1.0 / 255.0  # type: ignore[return-value]
+
+
+def _read_cifar10(cfg: DataConfig) -> tuple[Arrays, Arrays, float]:
+    """CIFAR-10 from torchvision's ``cifar-10-batches-py`` pickles.
+
+    Read here rather than through ``torchvision.datasets.CIFAR10``, whose md5 check refuses every copy but the
+    official archive, so small files in the same format can exercise this code in tests.
+    """
+    folder = _require(cfg)
+
+    def read(names: list[str]) -> Arrays:
+        xs, ys = [], []
+        for name in names:
+            path = folder / name
+            if not path.is_file():
+                raise SweepError(f"data.root: {path} is missing; set data.download=true to fetch CIFAR-10")
+            with path.open("rb") as f:
+                entry = pickle.load(f, encoding="latin1")
+            xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(entry["labels"], dtype=np.int64))
+        return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+
+    return read([f"data_batch_{i}" for i in range(1, 6)]), read(["test_batch"]), 1.0 / 255.0
+
+
+_READERS = {
+    "digits": _read_digits,
+    "mnist": _read_mnist_like,
+    "fashion_mnist": _read_mnist_like,
+    "cifar10": _read_cifar10,
+}

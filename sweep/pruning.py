@@ -1,0 +1,42 @@
+"""The trial's side of pruning: report the objective every epoch to the sweep's Optuna trial.
+
+The sweeper tells each job where its trial lives (``optuna.storage``, ``optuna.study_name``,
+``optuna.trial_number``); the job reopens that trial from the shared storage, so pruning works whether the
+launcher runs jobs in this process or in others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sweep.storage import open_storage
+from sweep.train import EpochCallback
+
+
+@dataclass
+class OptunaLinkConfig:
+    storage: str | None = None  # set by the sweeper for each job; null outside a sweep
+    study_name: str | None = None
+    trial_number: int | None = None
+
+
+def pruning_reporter(link: OptunaLinkConfig, metric: str) -> EpochCallback | None:
+    """A callback that reports ``metric`` each epoch and raises ``optuna.TrialPruned`` when told to stop."""
+    if link.trial_number is None or link.storage is None or link.study_name is None:
+        return None
+    import optuna
+
+    storage = open_storage(link.storage, "optuna.storage")
+    study = optuna.load_study(study_name=link.study_name, storage=storage)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(link.study_name), link.trial_number
+    )
+    trial = optuna.Trial(study, trial_id)
+
+    def report(metrics: dict[str, float]) -> None:
+        epoch = int(metrics["epoch"])
+        trial.report(metrics[metric], step=epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch} ({metric}={metrics[metric]:.4g})")
+
+    return report

@@ -1,0 +1,157 @@
+"""MLflow tracking that can never take a trial down.
+
+A :class:`Run` wraps one MLflow run through ``MlflowClient`` (no global "active run", so many trials in one
+process never tangle). Every call is guarded: the first failure (a tracking server gone mid-sweep, a locked
+SQLite file) is warned about once, the run is given up, and training goes on; the Optuna result never depends
+on MLflow. Metrics go in one ``log_batch`` per epoch.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+# The MLflow 3 UI opens experiments of this kind on the training-runs table, not the GenAI overview.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
+@dataclass
+class MlflowConfig:
+    enabled: bool = True
+    tracking_uri: str | None = None  # null: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working dir
+    experiment: str | None = None  # null: the trial's ``name``
+    parent_run_id: str | None = None  # set by the sweeper: this trial's run nests under the sweep's run
+
+
+def tracking_uri(configured: str | None) -> str:
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+@functools.cache
+def git_commit() -> str | None:
+    """The commit of the code that ran, when it runs from a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+@functools.cache
+def _client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(client, name: str) -> str:
+    """The id of experiment ``name``, created (opening on the runs table) if it does not exist."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name, tags=EXPERIMENT_KIND)
+    except Exception:  # another worker created it between our two calls
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}: config keys as MLflow param names."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+class Run:
+    """One MLflow run, created on :meth:`start` and closed with a status on :meth:`end`."""
+
+    def __init__(self, cfg: MlflowConfig, experiment: str) -> None:
+        self.enabled = cfg.enabled
+        self.uri = tracking_uri(cfg.tracking_uri)
+        self.experiment = cfg.experiment or experiment
+        self.parent_run_id = cfg.parent_run_id
+        self.run_id: str | None = None
+
+    def _guard(self, action: Callable[[], Any]) -> Any:
+        """Run one MLflow call; on failure warn once and stop logging for this run."""
+        if not self.enabled:
+            return None
+        try:
+            return action()
+        except Exception as error:  # noqa: BLE001 - tracking must never fail the trial
+            log.warning("MLflow logging failed (%s: %s); this run stops logging, the trial goes on",
+                        type(error).__name__, error)
+            self.enabled = False
+            return None
+
+    def start(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
+        def create() -> str:
+            from mlflow.entities import Param
+
+            client = _client(self.uri)
+            all_tags = {**tags, "mlflow.runName": name}
+            if self.parent_run_id:
+                all_tags["mlflow.parentRunId"] = self.parent_run_id
+            run = client.create_run(experiment_id(client, self.experiment), tags=all_tags, run_name=name)
+            items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+            for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+                client.log_batch(run.info.run_id, params=items[i : i + 100], synchronous=True)
+            return run.info.run_id
+
+        self.run_id = self._guard(create)
+        self.enabled = self.enabled and self.run_id is not None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        def send() -> None:
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+            _client(self.uri).log_batch(self.run_id, metrics=batch)
+
+        self._guard(send)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        def send() -> None:
+            from mlflow.entities import RunTag
+
+            _client(self.uri).log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+        self._guard(send)
+
+    def log_text(self, text: str, path: str) -> None:
+        self._guard(lambda: _client(self.uri).log_text(self.run_id, text, path))
+
+    def log_file(self, path: Path, folder: str | None = None) -> None:
+        self._guard(lambda: _client(self.uri).log_artifact(self.run_id, str(path), folder))
+
+    def end(self, status: str, reason: str | None = None) -> None:
+        """Close the run as FINISHED, FAILED or KILLED, with ``reason`` as a tag when it did not finish."""
+        if reason:
+            self.set_tags({"sweep.failure": reason[:5000]})
+        self._guard(lambda: _client(self.uri).set_terminated(self.run_id, status=status))

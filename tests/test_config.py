@@ -1,0 +1,98 @@
+"""Every option of every config group composes and validates; bad values fail with the key and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sweep.config import parse_config
+from sweep.errors import ConfigError
+from tests.conftest import ROOT, composed, run_cli, trial_config
+
+GROUPS = {g: sorted(p.stem for p in (ROOT / "conf" / g).glob("*.yaml")) for g in ("data", "model", "optimizer", "init")}
+
+
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g, opts in GROUPS.items() for o in opts])
+def test_every_group_option_composes_and_validates(group: str, option: str) -> None:
+    cfg, _ = trial_config(f"{group}={option}")
+    assert getattr(cfg, group).name == option
+
+
+def test_groups_are_complete() -> None:
+    assert GROUPS == {
+        "data": ["cifar10", "digits", "fashion_mnist", "mnist"],
+        "model": ["cnn", "mlp", "resnet"],
+        "optimizer": ["adam", "adamw", "rmsprop", "sgd"],
+        "init": [
+            "default", "heuristic", "kaiming_normal", "kaiming_uniform", "normal", "xavier_normal", "xavier_uniform"
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "allowed"),
+    [
+        (["optimizer.lr=0"], "optimizer.lr", "> 0"),
+        (["optimizer=adam", "optimizer.lr=-1e-3"], "optimizer.lr", "> 0"),
+        (["train.batch_size=0"], "train.batch_size", ">= 1"),
+        (["model.dropout=1.0"], "model.dropout", "[0, 1)"),
+        (["model.dropout=-0.1"], "model.dropout", "[0, 1)"),
+        (["optimizer.momentum=1.0"], "optimizer.momentum", "[0, 1)"),
+        (["optimizer=rmsprop", "optimizer.momentum=-0.5"], "optimizer.momentum", "[0, 1)"),
+        (["model.activation=gelu"], "model.activation", "relu, celu, swish"),
+        (["train.device=tpu"], "train.device", "auto, cpu, cuda"),
+        (["train.checkpoint=sometimes"], "train.checkpoint", "none, final, best"),
+        (["deepfool.split=holdout"], "deepfool.split", "train, val, test"),
+        (["objective=[accuracy]"], "objective", "val_acc"),
+        (["deepfool.enabled=false", "objective=[deepfool_margin]"], "objective", "deepfool.enabled=true"),
+        (["+model.hiden_dims=[3]"], "model.hiden_dims", "not in"),
+        (["train.epochs=ten"], "train.epochs", "Integer"),
+    ],
+)
+def test_bad_values_name_key_and_allowed(overrides: list[str], key: str, allowed: str) -> None:
+    from sweep.train import resolve_device
+
+    with pytest.raises(ConfigError) as raised:
+        cfg = parse_config(composed(*overrides))
+        resolve_device(cfg.train.device)
+    message = str(raised.value)
+    assert message.startswith(f"{key}:"), message
+    assert allowed in message
+    assert "\n" not in message
+
+
+def test_exported_flat_config_validates_like_a_composed_one() -> None:
+    """A config with no defaults list (as sweep-export writes it) parses to the same dataclasses."""
+    flat = composed("model=cnn", "optimizer=adam")
+    flat["optimizer"]["lr"] = "0.01"  # strings from YAML are converted by the schema
+    cfg = parse_config(flat)
+    assert cfg.model.channels == [32, 64] and cfg.optimizer.lr == 0.01
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["model=transformer"], "error: model: no option 'transformer'; allowed: cnn, mlp, resnet"),
+        (["optimizer.lr=-1"], "error: optimizer.lr: must be > 0, got -1.0"),
+        (["train.batch_size=abc"], "error: train.batch_size: Value 'abc' of type 'str' could not be converted"),
+        (["train.device=cuda"], "error: train.device: got 'cuda' but CUDA is not available here; allowed: auto, cpu"),
+        (["data=mnist", "data.root=nowhere"], "error: data.root: mnist not found at "),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2_and_leaves_no_run(tmp_path: Path, args: list[str], expected: str) -> None:
+    import torch
+
+    if "train.device=cuda" in args and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "mlflow" not in line.lower()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(expected)
+    if (tmp_path / "mlflow.db").exists():
+        from mlflow import MlflowClient
+
+        client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+        assert all(r.info.status != "FINISHED" for r in runs)

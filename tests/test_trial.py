@@ -1,0 +1,129 @@
+"""Whole trials: accuracy, every option training, determinism, divergence, MLflow contents, CUDA."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sweep.errors import TrialDiverged
+from sweep.trial import run_trial
+from tests.conftest import CUDA, GROUPS_OPTIONS, trial_config
+
+
+def _run(tmp_path: Path, tracking_uri: str, *overrides: str, name: str = "t") -> dict:
+    cfg, resolved = trial_config(f"mlflow.tracking_uri={tracking_uri}", *overrides)
+    return run_trial(cfg, resolved, tmp_path, run_name=name)
+
+
+def test_default_mlp_on_digits_reaches_90_percent(tmp_path: Path, tracking_uri: str) -> None:
+    metrics = _run(tmp_path, tracking_uri, "train.device=cpu", "deepfool.enabled=false")
+    assert metrics["epochs"] == 20
+    assert metrics["test_acc"] >= 0.90
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+
+
+@pytest.mark.parametrize("option", GROUPS_OPTIONS)
+def test_every_option_trains(tmp_path: Path, tracking_uri: str, torchvision_root: Path, option: str) -> None:
+    metrics = _run(
+        tmp_path, tracking_uri, option, "train.epochs=1", "data.train_subset=64", f"data.root={torchvision_root}",
+        "model.channels=[4,8]" if option in ("model=cnn", "model=resnet") else "model.hidden_dims=[16]",
+        "deepfool.samples=8", "mlflow.enabled=false", "train.device=cpu",
+    )
+    assert metrics["epochs"] == 1 and 0.0 <= metrics["test_acc"] <= 1.0
+    assert 0.0 <= metrics["deepfool_success_rate"] <= 1.0
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn", "resnet"])
+@pytest.mark.parametrize("activation", ["relu", "celu", "swish", "tanh", "sigmoid", "leaky_relu"])
+def test_every_activation_builds(tmp_path: Path, model: str, activation: str) -> None:
+    cfg, resolved = trial_config(
+        f"model={model}", f"model.activation={activation}", "train.epochs=1", "data.train_subset=32",
+        "deepfool.enabled=false", "mlflow.enabled=false", "train.device=cpu",
+    )
+    assert run_trial(cfg, resolved, tmp_path, "a")["epochs"] == 1
+
+
+@pytest.mark.parametrize(
+    "extra", [["model.batchnorm=true", "model.dropout=0.3"], ["model=resnet", "model.bottleneck=true"]]
+)
+def test_cnn_variants_train(tmp_path: Path, extra: list[str]) -> None:
+    cfg, resolved = trial_config(
+        "model=cnn", *extra, "train.epochs=1", "data.train_subset=32", "deepfool.samples=4",
+        "mlflow.enabled=false", "train.device=cpu",
+    )
+    assert run_trial(cfg, resolved, tmp_path, "v")["epochs"] == 1
+
+
+def test_same_config_and_seed_give_identical_metrics(tmp_path: Path) -> None:
+    args = ("model.dropout=0.2", "train.epochs=3", "deepfool.samples=50", "mlflow.enabled=false", "train.device=cpu")
+    first = _run(tmp_path / "a", "", *args)
+    second = _run(tmp_path / "b", "", *args)
+    other_seed = _run(tmp_path / "c", "", *args, "train.seed=1")
+    drop = ("train_seconds", "deepfool_seconds")
+    assert {k: v for k, v in first.items() if k not in drop} == {k: v for k, v in second.items() if k not in drop}
+    assert first["train_loss"] != other_seed["train_loss"]
+
+
+def test_diverging_trial_stops_at_once_and_is_failed_in_mlflow(tmp_path: Path, tracking_uri: str) -> None:
+    from mlflow import MlflowClient
+
+    with pytest.raises(TrialDiverged, match="training loss became (nan|inf) in epoch 1"):
+        _run(tmp_path, tracking_uri, "optimizer.lr=1e12", "train.epochs=50", "name=diverge", name="boom")
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("diverge")
+    (run,) = client.search_runs([experiment.experiment_id], "attributes.run_name = 'boom'")
+    assert run.info.status == "FAILED"
+    assert "diverged" in run.data.tags["sweep.failure"]
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 0  # stopped inside epoch 1
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_mlflow_run_holds_params_epoch_metrics_and_config(tmp_path: Path, tracking_uri: str) -> None:
+    from mlflow import MlflowClient
+
+    metrics = _run(tmp_path, tracking_uri, "train.epochs=4", "name=tracked", "optimizer.lr=0.02", name="tracked-run")
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("tracked")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    (run,) = client.search_runs([experiment.experiment_id], "attributes.run_name = 'tracked-run'")
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["optimizer.lr"] == "0.02" and params["model.hidden_dims"] == "[128]" and params["train.epochs"] == "4"
+    history = client.get_metric_history(run.info.run_id, "val_acc")
+    assert [m.step for m in history] == [1, 2, 3, 4]
+    assert run.data.metrics["final_test_acc"] == pytest.approx(metrics["test_acc"])
+    assert run.data.metrics["final_deepfool_margin"] == pytest.approx(metrics["deepfool_margin"])
+    assert run.data.tags["device"] == "cpu" and run.data.tags["seed"] == "0"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "metrics.json"} <= artifacts
+    text = Path(client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path))).read_text()
+    assert "lr: 0.02" in text
+
+
+def test_checkpoint_best_saves_weights(tmp_path: Path) -> None:
+    import torch
+
+    _run(tmp_path, "", "train.epochs=2", "train.checkpoint=best", "deepfool.enabled=false", "mlflow.enabled=false")
+    state = torch.load(tmp_path / "model.pt")
+    assert any(k.endswith("weight") for k in state)
+
+
+def test_early_stopping_and_time_budget_stop_training(tmp_path: Path) -> None:
+    common = ("deepfool.enabled=false", "mlflow.enabled=false", "train.epochs=200")
+    early = _run(tmp_path, "", *common, "train.early_stopping=2", "optimizer.lr=0.5")
+    assert early["epochs"] < 200
+    budget = _run(tmp_path, "", *common, "train.time_budget_s=0.5")
+    assert budget["epochs"] < 200 and budget["train_seconds"] < 5
+
+
+@CUDA
+def test_cuda_trial_matches_cpu_accuracy(tmp_path: Path) -> None:
+    import torch
+
+    args = ("train.epochs=10", "deepfool.samples=200", "mlflow.enabled=false")
+    gpu = _run(tmp_path / "g", "", *args, "train.device=cuda")
+    cpu = _run(tmp_path / "c", "", *args, "train.device=cpu")
+    assert abs(gpu["test_acc"] - cpu["test_acc"]) < 0.05
+    assert torch.cuda.memory_allocated() < 50e6  # only the cached data set stays on the device
