@@ -11,7 +11,7 @@ class SweepError(Exception):
     """
 
 
-class ConfigError(SweepError):
+class ConfigError(SweepError, ValueError):
     """A config key holds a value outside what is allowed."""
 
     def __init__(self, key: str, message: str) -> None:
