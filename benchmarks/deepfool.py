@@ -71,11 +71,11 @@ def main() -> None:
         for label, cfg in models.items():
             model = trained(cfg, data, device)
             deepfool(model, x[:32])  # warm-up (allocator, kernels)
-            t_ours, ours = timed(lambda m=model: deepfool(m, x), device)
-            n_loop = args.loop_samples or args.samples
-            t_loop, loop = timed(lambda m=model: [deepfool_one(m, s)[0] for s in x[:n_loop]], device)
-            t_loop *= args.samples / n_loop
-            t_fb, fb = timed(lambda m=model: foolbox_norms(m, x), device)
+            t_ours, ours = timed(lambda m=model, x=x: deepfool(m, x), device)
+            n = args.loop_samples or args.samples
+            t_loop, loop = timed(lambda m=model, x=x, n=n: [deepfool_one(m, s)[0] for s in x[:n]], device)
+            t_loop *= args.samples / n
+            t_fb, fb = timed(lambda m=model, x=x: foolbox_norms(m, x), device)
             rows.append([
                 device.type, label, f"{t_ours:.2f}", f"{t_loop:.2f}", f"{t_fb:.2f}",
                 f"{t_loop / t_ours:.1f}x", f"{t_fb / t_ours:.1f}x",

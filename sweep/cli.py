@@ -8,12 +8,13 @@ no GPU) prints one line and exits 2 in a single run; inside a sweep it fails tha
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException, MissingConfigException
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -61,6 +62,9 @@ def one_line(error: BaseException) -> str:
     if isinstance(error, MissingConfigException) and error.options and error.missing_cfg_file:
         group, _, option = error.missing_cfg_file.rpartition("/")
         return f"{group}: no option {option!r}; allowed: {', '.join(error.options)}"
+    if isinstance(error, OverrideParseException):
+        reason = re.split(r"\s*See https://", str(error))[0]
+        return f"{error.override}: cannot parse ({reason}); see Hydra's override grammar"
     text = str(error).split("Config search path")[0]
     parts = [line.strip() for line in text.splitlines() if line.strip()]
     cause = error.__cause__

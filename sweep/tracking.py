@@ -126,6 +126,25 @@ class Run:
         self.run_id = self._guard(create)
         self.enabled = self.enabled and self.run_id is not None
 
+    def reopen(self, tags: Mapping[str, str]) -> bool:
+        """Continue the newest run of this experiment carrying all of ``tags`` (a resumed sweep)."""
+
+        def find() -> str | None:
+            client = _client(self.uri)
+            found = client.get_experiment_by_name(self.experiment)
+            if found is None:
+                return None
+            query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+            runs = client.search_runs([found.experiment_id], query, order_by=["attributes.start_time DESC"],
+                                      max_results=1)
+            if not runs:
+                return None
+            client.update_run(runs[0].info.run_id, status="RUNNING")
+            return runs[0].info.run_id
+
+        self.run_id = self._guard(find)
+        return self.run_id is not None
+
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         def send() -> None:
             from mlflow.entities import Metric

@@ -77,22 +77,18 @@ def run_trial(cfg: TrialConfig, resolved: dict[str, Any], output_dir: Path, run_
     if cfg.train.checkpoint != "none":
         torch.save(result.best_state or model.state_dict(), output_dir / "model.pt")
     run.log_metrics({f"final_{k}": v for k, v in metrics.items()})
-    run.set_tags({"sweep.stopped": result.stopped})
+    run.set_tags({"sweep.stopped": result.stopped, "optuna.state": "COMPLETE"})
     run.log_file(output_dir / "metrics.json")
     run.end("FINISHED")
     return metrics
 
 
 def _close_failed(run: Run, error: BaseException) -> None:
-    """Close the run with the state a sweep would give it: KILLED when pruned or interrupted, else FAILED."""
+    """Close the run with the state Optuna gives the trial: KILLED when pruned or interrupted, else FAILED."""
     pruned = type(error).__name__ == "TrialPruned"
     interrupted = isinstance(error, KeyboardInterrupt)
-    reason = str(error) or type(error).__name__
-    if pruned:
-        run.set_tags({"sweep.state": "PRUNED"})
-    elif isinstance(error, TrialDiverged):
-        run.set_tags({"sweep.state": "DIVERGED"})
-    run.end("KILLED" if pruned or interrupted else "FAILED", reason=reason)
+    run.set_tags({"optuna.state": "PRUNED" if pruned else "FAIL", "sweep.diverged": isinstance(error, TrialDiverged)})
+    run.end("KILLED" if pruned or interrupted else "FAILED", reason=str(error) or type(error).__name__)
 
 
 def _epoch_metrics(metrics: dict[str, float]) -> dict[str, float]:

@@ -1,0 +1,1 @@
+"""sweep's Optuna sweeper for Hydra: select it with ``hydra/sweeper=optuna``."""

@@ -1,0 +1,83 @@
+"""What a study found, read from its storage: the trials table, the best trial or Pareto front, as data.
+
+Used by the sweeper at the end of a sweep and by ``sweep-report`` / ``sweep-export`` later, so every view of
+a study is made from the same summary.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+
+def _trial_row(trial) -> dict[str, Any]:
+    duration = trial.duration.total_seconds() if trial.duration else None
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "values": list(trial.values) if trial.values else None,
+        "params": dict(trial.params),
+        "duration_s": round(duration, 3) if duration is not None else None,
+        **({"fail_reason": trial.user_attrs["fail_reason"]} if "fail_reason" in trial.user_attrs else {}),
+    }
+
+
+def best_trials(study) -> list:
+    """The best trial of a single-objective study, or the Pareto front of a multi-objective one."""
+    from optuna.trial import TrialState
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return []
+    return [study.best_trial] if len(study.directions) == 1 else list(study.best_trials)
+
+
+def summarize(study, storage_spec: str) -> dict[str, Any]:
+    """A plain, YAML-ready summary of ``study``: settings, counts per state, best trial(s), every trial."""
+    trials = study.get_trials(deepcopy=False)
+    counts: dict[str, int] = {}
+    for trial in trials:
+        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
+    return {
+        "study_name": study.study_name,
+        "storage": storage_spec,
+        "metrics": list(names),
+        "directions": [d.name.lower() for d in study.directions],
+        "n_trials": len(trials),
+        "states": counts,
+        ("best" if len(study.directions) == 1 else "pareto_front"): [_trial_row(t) for t in best_trials(study)],
+        "trials": [_trial_row(t) for t in trials],
+    }
+
+
+def write_yaml(summary: dict[str, Any], path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(summary)))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """The trials as a Markdown table (params, values, state, duration), best first."""
+    metrics = summary["metrics"]
+    param_names = sorted({k for t in summary["trials"] for k in t["params"]})
+    header = ["trial", *param_names, *metrics, "state", "seconds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    sign = [1 if d == "maximize" else -1 for d in summary["directions"]]
+
+    def rank(t: dict) -> tuple:
+        values = t["values"] or [-math.inf * s for s in sign]
+        return (t["state"] != "COMPLETE", *(-s * v for s, v in zip(sign, values, strict=True)))
+
+    for t in sorted(summary["trials"], key=rank):
+        values = t["values"] or [None] * len(metrics)
+        cells = [t["number"], *(t["params"].get(p, "") for p in param_names), *values, t["state"], t["duration_s"]]
+        lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,183 @@
+"""The Optuna sweeper end to end: real Hydra CLI, real Optuna storages, real MLflow store."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from sweep.storage import open_storage
+from tests.conftest import SWEEP, run_cli
+
+pytestmark = pytest.mark.slow
+FAST = ["train.epochs=2", "deepfool.samples=50", "data.train_subset=400"]
+
+
+def _sweep(cwd: Path, *args: str, name: str = "s", timeout: int = 300) -> subprocess.CompletedProcess:
+    return run_cli("-m", "hydra/sweeper=optuna", f"name={name}", *FAST, *args, cwd=cwd, timeout=timeout)
+
+
+def _study(cwd: Path, name: str = "s", storage: str | None = None) -> optuna.Study:
+    spec = storage or str(cwd / "multirun" / name / "optuna.journal")
+    return optuna.load_study(study_name=name, storage=open_storage.__wrapped__(spec))
+
+
+def test_grid_covers_the_product_once_and_resumes_only_whats_missing(tmp_path: Path) -> None:
+    grid = ["hydra.sweeper.sampler=grid", "optimizer.lr=choice(0.01,0.1)", "train.batch_size=choice(32,128)"]
+    first = _sweep(tmp_path, *grid, "hydra.sweeper.n_trials=3")
+    assert first.returncode == 0, first.stderr
+    assert len(_study(tmp_path).trials) == 3
+
+    second = _sweep(tmp_path, *grid)
+    assert second.returncode == 0, second.stderr
+    trials = _study(tmp_path).trials
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    points = sorted((t.params["optimizer.lr"], t.params["train.batch_size"]) for t in trials)
+    assert points == [(0.01, 32), (0.01, 128), (0.1, 32), (0.1, 128)]
+    assert "1 trial(s) to run" in second.stdout
+
+    third = _sweep(tmp_path, *grid)
+    assert "0 trial(s) to run" in third.stdout and len(_study(tmp_path).trials) == 4
+    results = yaml.safe_load((tmp_path / "multirun" / "s" / "optimization_results.yaml").read_text())
+    assert results["states"] == {"COMPLETE": 4} and len(results["best"]) == 1
+    assert results["best"][0]["values"][0] == max(t.value for t in trials)
+
+
+def test_interrupted_sweep_leaves_study_consistent_and_resumes(tmp_path: Path) -> None:
+    grid = ["hydra.sweeper.sampler=grid", "optimizer.lr=choice(0.01,0.02,0.05,0.1)", "train.epochs=30",
+            "deepfool.enabled=false", "data.train_subset=null"]
+    env_cmd = [SWEEP, "-m", "hydra/sweeper=optuna", "name=s", *grid]
+    import os
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    process = subprocess.Popen(env_cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    journal = tmp_path / "multirun" / "s" / "optuna.journal"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until one trial is done and the next is running
+        if journal.exists():
+            states = [t.state for t in _study(tmp_path).trials]
+            if TrialState.COMPLETE in states and TrialState.RUNNING in states:
+                break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+    assert process.returncode != 0
+    states = [t.state for t in _study(tmp_path).trials]
+    assert TrialState.RUNNING not in states and TrialState.FAIL in states
+    done_before = sum(s == TrialState.COMPLETE for s in states)
+
+    resumed = _sweep(tmp_path, *grid)
+    assert resumed.returncode == 0, resumed.stderr
+    complete = [t for t in _study(tmp_path).trials if t.state == TrialState.COMPLETE]
+    assert sorted(t.params["optimizer.lr"] for t in complete) == [0.01, 0.02, 0.05, 0.1]
+    assert f"{4 - done_before} trial(s) to run" in resumed.stdout
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "gp"])
+def test_bayesian_studies_run_and_persist_in_sqlite(tmp_path: Path, sampler: str) -> None:
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    args = [f"hydra.sweeper.sampler={sampler}", "hydra.sweeper.n_trials=3", f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.seed=0", "optimizer.lr=tag(log,interval(1e-3,0.3))", "optimizer.momentum=interval(0,0.95)"]
+    result = _sweep(tmp_path, *args)
+    assert result.returncode == 0, result.stderr
+    study = _study(tmp_path, storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    assert study.metric_names == ["val_acc"]
+    assert all(1e-3 <= t.params["optimizer.lr"] <= 0.3 for t in study.trials)
+    more = _sweep(tmp_path, *args[:1], "hydra.sweeper.n_trials=4", *args[2:])
+    assert more.returncode == 0 and len(_study(tmp_path, storage=storage).trials) == 4
+
+
+def test_multi_objective_reports_pareto_front(tmp_path: Path) -> None:
+    result = _sweep(
+        tmp_path, "hydra.sweeper.sampler=nsga2", "hydra.sweeper.n_trials=4", "hydra.sweeper.seed=1",
+        "objective=[val_acc,deepfool_margin]", "optimizer.lr=tag(log,interval(1e-3,0.3))",
+    )
+    assert result.returncode == 0, result.stderr
+    study = _study(tmp_path)
+    assert study.metric_names == ["val_acc", "deepfool_margin"]
+    results = yaml.safe_load((tmp_path / "multirun" / "s" / "optimization_results.yaml").read_text())
+    front = {t["number"] for t in results["pareto_front"]}
+    assert front == {t.number for t in study.best_trials} and front
+    assert "Pareto front: trials" in result.stdout
+
+
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]])
+def test_pruning_stops_a_bad_learning_rate_early(tmp_path: Path, launcher: list[str]) -> None:
+    result = _sweep(
+        tmp_path, *launcher, "hydra.sweeper.sampler=grid", "hydra.sweeper.pruner=median",
+        "+hydra.sweeper.pruner_options.n_startup_trials=2", "optimizer.lr=choice(0.1,0.05,0.00001)",
+        "train.epochs=6", "deepfool.enabled=false",
+    )
+    assert result.returncode == 0, result.stderr
+    trials = {t.params["optimizer.lr"]: t for t in _study(tmp_path).trials}
+    bad = trials[0.00001]
+    assert bad.state == TrialState.PRUNED
+    assert len(bad.intermediate_values) < 6
+    assert trials[0.1].state == TrialState.COMPLETE and len(trials[0.1].intermediate_values) == 6
+
+
+def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    result = _sweep(
+        tmp_path, "hydra.sweeper.sampler=grid", "optimizer.lr=choice(0.05,1e12)", "model.dropout=choice(0.0,1.5)",
+        "train.epochs=3",
+    )
+    assert result.returncode == 0, result.stderr
+    trials = _study(tmp_path).trials
+    by_point = {(t.params["optimizer.lr"], t.params["model.dropout"]): t for t in trials}
+    assert by_point[(0.05, 0.0)].state == TrialState.COMPLETE
+    assert by_point[(1e12, 0.0)].state == TrialState.FAIL
+    assert "diverged" in by_point[(1e12, 0.0)].user_attrs["fail_reason"]
+    assert "model.dropout: must be in [0, 1)" in by_point[(0.05, 1.5)].user_attrs["fail_reason"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["optimizer.lr=choice(0.1"], "error: optimizer.lr=choice(0.1: cannot parse"),
+        (["hydra.sweeper.sampler=grid", "optimizer.lr=interval(0.01,0.1)"],
+         "error: hydra.sweeper.sampler: grid needs discrete values, but optimizer.lr is a continuous interval"),
+        (["hydra.sweeper.sampler=annealing", "optimizer.lr=choice(0.1)"],
+         "error: hydra.sweeper.sampler: got 'annealing', allowed: grid, random, tpe, gp, cmaes, nsga2, qmc"),
+        (["hydra.sweeper.pruner=early", "optimizer.lr=choice(0.1)"],
+         "error: hydra.sweeper.pruner: got 'early', allowed: none, median, successive_halving, hyperband"),
+        (["hydra.sweeper.storage=postgresql://nobody@127.0.0.1:9/none", "optimizer.lr=choice(0.1)"],
+         "error: hydra.sweeper.storage: cannot open Optuna storage"),
+        (["hydra.sweeper.direction=[maximize,minimize]", "optimizer.lr=choice(0.1)"],
+         "error: hydra.sweeper.direction: 2 direction(s) ['maximize', 'minimize'] for 1 objective(s) ['val_acc']"),
+        (["optimizer.lr=choice(0.1)", "model=transformer"], "error: model: no option 'transformer'"),
+        (["optimizer.lr=choice(0.1)", "train.batch_size=0"], "error: train.batch_size: must be >= 1, got 0"),
+    ],
+)
+def test_bad_sweep_input_is_one_line_before_any_trial(tmp_path: Path, args: list[str], message: str) -> None:
+    result = _sweep(tmp_path, *args)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(message), result.stderr
+    assert not (tmp_path / "multirun").exists()  # no study, no job folder
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_mlflow_parent_run_nests_trials_and_gets_the_best(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    result = _sweep(tmp_path, "hydra.sweeper.sampler=grid", "optimizer.lr=choice(0.02,0.1)", name="nested")
+    assert result.returncode == 0, result.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("nested")
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`sweep.role` = 'sweep'")
+    children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(r.data.tags["optuna.trial_number"] for r in children) == ["0", "1"]
+    assert {r.data.tags["optuna.state"] for r in children} == {"COMPLETE"}
+    assert {r.info.run_name for r in children} == {"trial_0", "trial_1"}
+    study = _study(tmp_path, "nested")
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["best_val_acc"] == pytest.approx(study.best_value)
+    assert parent.data.tags["best.optimizer.lr"] == str(study.best_params["optimizer.lr"])
+    assert {"optimization_results.yaml", "trials.md"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
