@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 # The default sweep on the bundled digits data set (no network).
 run: setup
-	$(BIN)/sweep
+	$(BIN)/sweep -m +experiment=quickstart
 	@echo "Browse the runs: make ui  (MLflow UI on http://127.0.0.1:5000)"
 
 # System packages the tests drive for real: Chromium for the UI test, PostgreSQL for shared studies.

@@ -7,14 +7,17 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+
+from sweep.data import DataConfig, Dataset, Split, load_dataset
 
 
-def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
-    """(seconds, result) of ``fn()``, waiting for queued GPU work before and after."""
+def timed(device: torch.device, fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
+    """(seconds, result) of ``fn(*args)``, waiting for queued GPU work before and after."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
-    result = fn()
+    result = fn(*args)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter() - start, result
@@ -34,3 +37,19 @@ def environment() -> str:
     threads = torch.get_num_threads()
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
     return f"torch {torch.__version__}, {threads} CPU threads, {gpu}"
+
+
+def digits_28(device: torch.device, copies: int = 1, side: int = 28) -> Dataset:
+    """The bundled digits upsampled to MNIST's 28x28 (uint8, like every sweep data set), no download.
+
+    ``copies`` repeats the training split to make epochs long enough to time.
+    """
+    small = load_dataset(DataConfig(name="digits"), torch.device("cpu"))
+
+    def up(split: Split, repeat: int = 1) -> Split:
+        x = F.interpolate(split.x.float(), size=(side, side), mode="bilinear", align_corners=False)
+        x = x.round().clamp(0, 16).to(torch.uint8).repeat(repeat, 1, 1, 1)
+        return Split(x.to(device), split.y.repeat(repeat).to(device), split.scale)
+
+    return Dataset(up(small.train, copies), up(small.val), up(small.test), 10, small.mean.to(device),
+                   small.std.to(device))

@@ -15,28 +15,16 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import devices, environment, table, timed  # noqa: E402
-from sweep.data import DataConfig, Dataset, Split, load_dataset  # noqa: E402
+from benchmarks.common import devices, digits_28, environment, table, timed  # noqa: E402
+from sweep.data import Dataset  # noqa: E402
 from sweep.deepfool import deepfool  # noqa: E402
 from sweep.models import CNNConfig, MLPConfig, build_model  # noqa: E402
 from sweep.optimizers import SGDConfig, build_optimizer  # noqa: E402
 from sweep.train import TrainConfig, fit  # noqa: E402
 from tests.deepfool_reference import deepfool_one  # noqa: E402
-
-
-def digits_28(device: torch.device) -> Dataset:
-    """The digits data set upsampled to MNIST's 28x28, as uint8 like every sweep data set."""
-    small = load_dataset(DataConfig(name="digits"), torch.device("cpu"))
-
-    def up(split: Split) -> Split:
-        x = F.interpolate(split.x.float(), size=(28, 28), mode="bilinear", align_corners=False)
-        return Split(x.round().clamp(0, 16).to(torch.uint8).to(device), split.y.to(device), split.scale)
-
-    return Dataset(up(small.train), up(small.val), up(small.test), 10, small.mean.to(device), small.std.to(device))
 
 
 def trained(cfg, data: Dataset, device: torch.device) -> torch.nn.Module:
@@ -58,6 +46,10 @@ def foolbox_norms(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return (raw - x).flatten(1).norm(dim=1)
 
 
+def per_sample(model: torch.nn.Module, x: torch.Tensor) -> list[float]:
+    return [deepfool_one(model, sample)[0] for sample in x]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=1000)
@@ -71,11 +63,11 @@ def main() -> None:
         for label, cfg in models.items():
             model = trained(cfg, data, device)
             deepfool(model, x[:32])  # warm-up (allocator, kernels)
-            t_ours, ours = timed(lambda m=model, x=x: deepfool(m, x), device)
+            t_ours, ours = timed(device, deepfool, model, x)
             n = args.loop_samples or args.samples
-            t_loop, loop = timed(lambda m=model, x=x, n=n: [deepfool_one(m, s)[0] for s in x[:n]], device)
+            t_loop, loop = timed(device, per_sample, model, x[:n])
             t_loop *= args.samples / n
-            t_fb, fb = timed(lambda m=model, x=x: foolbox_norms(m, x), device)
+            t_fb, fb = timed(device, foolbox_norms, model, x)
             rows.append([
                 device.type, label, f"{t_ours:.2f}", f"{t_loop:.2f}", f"{t_fb:.2f}",
                 f"{t_loop / t_ours:.1f}x", f"{t_fb / t_ours:.1f}x",

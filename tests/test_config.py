@@ -96,3 +96,29 @@ def test_cli_bad_input_is_one_line_exit_2_and_leaves_no_run(tmp_path: Path, args
         client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
         runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
         assert all(r.info.status != "FINISHED" for r in runs)
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")))
+def test_every_experiment_preset_composes_and_validates(experiment: str) -> None:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from sweep.cli import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
+    assert cfg.hydra.sweeper.params
+    tree = OmegaConf.to_container(cfg)
+    tree.pop("hydra")
+    assert parse_config(tree).name == experiment
+
+
+def test_slurm_launcher_config_composes() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from sweep.cli import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.gpus_per_node == 1
