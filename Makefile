@@ -33,9 +33,12 @@ bench: setup
 	$(BIN)/python benchmarks/trainer.py
 	$(BIN)/python benchmarks/deepfool.py
 
+UI_HOST  ?= 127.0.0.1
+UI_PORT  ?= 5000
+UI_STORE ?= sqlite:///mlflow.db
 ui: setup
-	@echo "MLflow UI: http://127.0.0.1:5000  (store: sqlite:///mlflow.db)"
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+	@echo "MLflow UI: http://$(UI_HOST):$(UI_PORT)  (store: $(UI_STORE))"
+	$(BIN)/mlflow server --backend-store-uri $(UI_STORE) --host $(UI_HOST) --port $(UI_PORT) --workers 1
 
 lint: setup
 	$(BIN)/ruff check .

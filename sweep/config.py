@@ -27,6 +27,13 @@ from sweep.train import TrainConfig
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 METRICS = (*EPOCH_METRICS, *MARGIN_METRICS, "train_seconds", "epochs")
 
+
+
+def default_direction(metric: str) -> str:
+    """How a sweep optimises ``metric`` unless told: losses and times down, everything else up."""
+    return "minimize" if metric.endswith(("_loss", "_seconds")) else "maximize"
+
+
 # For each group, which dataclass each ``name`` selects.
 _GROUPS: dict[str, dict[str, type]] = {
     "data": dict.fromkeys(DATASETS, DataConfig),

@@ -1,15 +1,64 @@
-"""What a finished sweep leaves on its MLflow parent run: best values and params, results, trials table."""
+"""``sweep-report``, and what a finished sweep leaves on its MLflow parent run.
+
+    sweep-report --storage multirun/quickstart/optuna.journal --study quickstart --out report/
+
+Everything is made from the study's storage alone (no MLflow needed): ``report.md`` (counts, best trial or
+Pareto front, the trials table, the figures), the figures themselves (``sweep.plots``),
+``optimization_results.yaml`` and ``best.yaml``, the best trial's config ready to rerun.
+"""
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
+from sweep.errors import SweepError
 from sweep.tracking import Run
 
 
-def log_sweep_summary(parent: Run, study, summary: dict[str, Any], results: Path) -> None:
-    """Best value(s) as metrics and best params as ``best.*`` tags, plus the results files as artifacts."""
+def write_report(study, storage_spec: str, out: Path) -> list[Path]:
+    """Write the report of ``study`` into ``out``; return every file written."""
+    from sweep.export import from_study, write
+    from sweep.plots import study_plots
+    from sweep.results import summarize, write_yaml
+
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(study, storage_spec)
+    results = out / "optimization_results.yaml"
+    write_yaml(summary, results)
+    files = [results, *study_plots(study, out)]
+    if summary.get("best"):
+        try:
+            exported, metrics, directions = from_study(storage_spec, study.study_name, top=None)
+            files += write(exported, out, ["best"], {"storage": storage_spec, "study": study.study_name,
+                                                     "metrics": metrics, "directions": directions})
+        except SweepError:
+            pass  # trials from before configs were recorded: no best.yaml, the rest of the report stands
+    report = out / "report.md"
+    report.write_text(_markdown(summary, [f for f in files if f.suffix in (".png", ".html")]))
+    return [report, *files]
+
+
+def _markdown(summary: dict[str, Any], figures: list[Path]) -> str:
+    from sweep.results import format_table
+
+    lines = [f"# Study `{summary['study_name']}`", "",
+             f"Storage: `{summary['storage']}`  ", f"Trials: {summary['n_trials']} {summary['states']}", ""]
+    best = summary.get("best") or summary.get("pareto_front") or []
+    title = "Best trial" if "best" in summary else "Pareto front"
+    lines += [f"## {title}", ""]
+    for trial in best:
+        values = dict(zip(summary["metrics"], trial["values"], strict=True))
+        lines.append(f"- trial {trial['number']}: {values} with `{trial['params']}`")
+    lines += ["", "## Trials", "", format_table(summary), "", "## Figures", ""]
+    lines += [f"![{f.stem}]({f.name})" if f.suffix == ".png" else f"- [{f.name}]({f.name})" for f in figures]
+    return "\n".join(lines) + "\n"
+
+
+def log_sweep_summary(parent: Run, study, summary: dict[str, Any], report_dir: Path) -> None:
+    """Best value(s) as metrics and best params as ``best.*`` tags; the report folder as artifacts."""
     from sweep.results import format_table
 
     best = summary.get("best") or []
@@ -17,5 +66,27 @@ def log_sweep_summary(parent: Run, study, summary: dict[str, Any], results: Path
         parent.log_metrics({f"best_{m}": v for m, v in zip(summary["metrics"], best[0]["values"], strict=True)})
         parent.set_tags({f"best.{k}": v for k, v in best[0]["params"].items()} | {"best.trial": best[0]["number"]})
     parent.log_metrics({f"trials_{state.lower()}": n for state, n in summary["states"].items()})
-    parent.log_file(results)
     parent.log_text(format_table(summary), "trials.md")
+    for path in sorted(report_dir.iterdir()):
+        parent.log_file(path, None if path.name in ("optimization_results.yaml", "best.yaml") else "report")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from sweep.storage import load_study
+
+    parser = argparse.ArgumentParser(prog="sweep-report", description=__doc__.splitlines()[0])
+    parser.add_argument("--storage", required=True, help="Optuna storage: DB URL or *.journal path")
+    parser.add_argument("--study", required=True, help="study name")
+    parser.add_argument("--out", required=True, type=Path, help="folder for report.md and the figures")
+    args = parser.parse_args(argv)
+    try:
+        study = load_study(args.storage, args.study)
+    except SweepError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    files = write_report(study, args.storage, args.out)
+    print(f"{files[0]}  ({len(files)} files)")
+
+
+if __name__ == "__main__":
+    main()

@@ -33,3 +33,15 @@ def open_storage(spec: str, key: str = "storage"):
     except Exception as error:  # noqa: BLE001 - any failure to open is the same to the user
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise SweepError(f"{key}: cannot open Optuna storage {spec!r}: {message}") from None
+
+
+def load_study(spec: str, study_name: str):
+    """An existing study, for the tools that read one (sweep-export, sweep-report); never creates anything."""
+    import optuna
+
+    if is_journal(spec) and not Path(spec).is_file():
+        raise SweepError(f"--storage: no journal file {spec}")
+    try:
+        return optuna.load_study(study_name=study_name, storage=open_storage(spec, "--storage"))
+    except KeyError:
+        raise SweepError(f"--study: no study {study_name!r} in {spec}") from None

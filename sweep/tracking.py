@@ -56,12 +56,15 @@ def git_commit() -> str | None:
 
 @functools.cache
 def _client(uri: str):
+    # A tracking server that is down should cost a trial seconds, not MLflow's default minutes of retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
 
 
-def experiment_id(client, name: str) -> str:
+def experiment_id_of(client, name: str) -> str:
     """The id of experiment ``name``, created (opening on the runs table) if it does not exist."""
     found = client.get_experiment_by_name(name)
     if found is not None:
@@ -73,6 +76,33 @@ def experiment_id(client, name: str) -> str:
         if found is None:
             raise
         return found.experiment_id
+
+
+VIEW_KEY = "sweep"  # the MLflow UI's shared-view key under which a sweep's runs table is saved
+
+
+def save_runs_view(client, experiment: str, params: list[str], metrics: list[str]) -> str:
+    """Save a runs-table view showing ``params`` and ``metrics`` as columns; return its URL path.
+
+    The view keeps MLflow's default order (newest first), the one in which the UI nests each sweep's trial runs
+    under its parent run; sorting by a metric would flatten the tree.
+
+    Uses the UI's own "share view" mechanism (an experiment tag read through ``?viewStateShareKey=``), and
+    asks for the model-training layout rather than the GenAI overview MLflow 3 opens by default.
+    """
+    import json
+
+    experiment_id = experiment_id_of(client, experiment)
+    columns = [f"params.`{p}`" for p in params] + [f"metrics.`{m}`" for m in metrics]
+    view = {"selectedColumns": columns, "searchFilter": "", "lifecycleFilter": "Active"}
+    client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}", json.dumps(view))
+    return f"#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}&workflowType=machine_learning"
+
+
+def ui_url(uri: str, path: str) -> str:
+    """Where to open ``path`` in a browser: on the tracking server itself, or on ``make ui`` for a local store."""
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{base}/{path}"
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -117,7 +147,7 @@ class Run:
             all_tags = {**tags, "mlflow.runName": name}
             if self.parent_run_id:
                 all_tags["mlflow.parentRunId"] = self.parent_run_id
-            run = client.create_run(experiment_id(client, self.experiment), tags=all_tags, run_name=name)
+            run = client.create_run(experiment_id_of(client, self.experiment), tags=all_tags, run_name=name)
             items = [Param(k, str(v)[:6000]) for k, v in params.items()]
             for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
                 client.log_batch(run.info.run_id, params=items[i : i + 100], synchronous=True)
@@ -168,6 +198,11 @@ class Run:
 
     def log_file(self, path: Path, folder: str | None = None) -> None:
         self._guard(lambda: _client(self.uri).log_artifact(self.run_id, str(path), folder))
+
+    def save_view(self, params: list[str], metrics: list[str]) -> str | None:
+        """Save the sweep's runs-table view (see :func:`save_runs_view`); return its browser URL."""
+        path = self._guard(lambda: save_runs_view(_client(self.uri), self.experiment, params, metrics))
+        return ui_url(self.uri, path) if path else None
 
     def end(self, status: str, reason: str | None = None) -> None:
         """Close the run as FINISHED, FAILED or KILLED, with ``reason`` as a tag when it did not finish."""

@@ -24,6 +24,7 @@ from sweep.errors import TrialDiverged
 from sweep.init import init_weights
 from sweep.models import build_model
 from sweep.optimizers import build_optimizer
+from sweep.plots import learning_curves
 from sweep.pruning import pruning_reporter
 from sweep.tracking import Run, flatten, git_commit
 from sweep.train import EpochCallback, fit, resolve_device
@@ -74,11 +75,13 @@ def run_trial(cfg: TrialConfig, resolved: dict[str, Any], output_dir: Path, run_
 
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    curves = learning_curves(result.history, output_dir / "learning_curves.png")
     if cfg.train.checkpoint != "none":
         torch.save(result.best_state or model.state_dict(), output_dir / "model.pt")
     run.log_metrics({f"final_{k}": v for k, v in metrics.items()})
     run.set_tags({"sweep.stopped": result.stopped, "optuna.state": "COMPLETE"})
     run.log_file(output_dir / "metrics.json")
+    run.log_file(curves)
     run.end("FINISHED")
     return metrics
 

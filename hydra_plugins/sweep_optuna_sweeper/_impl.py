@@ -8,6 +8,7 @@ persistent storage from the first trial: rerunning the same command resumes it, 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -19,13 +20,13 @@ from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sweep.config import EPOCH_METRICS, parse_config
+from sweep.config import EPOCH_METRICS, default_direction, parse_config
 from sweep.errors import ConfigError, check, check_choice
 from sweep.pruning import PRUNER_ATTR, PRUNERS, build_pruner
 from sweep.results import format_table, summarize, write_yaml
 from sweep.search_space import SearchSpace, override_text, parse_search_space
 from sweep.storage import open_storage
-from sweep.tracking import Run
+from sweep.tracking import Run, tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,6 @@ SAMPLERS = {
     "qmc": "QMCSampler",
 }
 DEFAULT_N_TRIALS = 20
-
-
-def default_direction(metric: str) -> str:
-    return "minimize" if metric.endswith(("_loss", "_seconds")) else "maximize"
 
 
 @dataclass
@@ -217,6 +214,8 @@ class OptunaSweeperImpl:
         study = self.open_study(plan)
         todo = self._todo(study, plan)
         parent = self._parent_run(plan, study)
+        columns = [f"{prefix}_{m}" for m in plan.metrics for prefix in ("final", "best")]  # trials', sweep's
+        self.view_url = parent.save_view(list(plan.space.distributions), columns) if parent else None
         log.info(
             "Study %r in %s: %d trial(s) to run, %s %s", plan.study_name, plan.storage, todo,
             "/".join(plan.directions), "/".join(plan.metrics),
@@ -258,9 +257,18 @@ class OptunaSweeperImpl:
         return [*plan.space.fixed, *swept, *link]
 
     def _tell(self, study, trial, ret, n_objectives: int) -> None:
-        """Record one job's outcome: COMPLETE with its values, PRUNED, or FAIL with the reason."""
+        """Record one job's outcome: COMPLETE with its values, PRUNED, or FAIL with the reason.
+
+        The job's full config and final metrics go into the trial's user attributes, so the storage alone can
+        export a rerunnable config and draw every report (``sweep-export``, ``sweep-report``).
+        """
         import optuna
 
+        if ret.cfg is not None:
+            trial.set_user_attr("config", OmegaConf.to_container(ret.cfg, resolve=True))
+        metrics_file = Path(str(ret.hydra_cfg.hydra.runtime.output_dir)) / "metrics.json" if ret.hydra_cfg else None
+        if metrics_file and metrics_file.is_file():
+            trial.set_user_attr("metrics", json.loads(metrics_file.read_text()))
         try:
             value = ret.return_value
             values = [float(v) for v in (value if isinstance(value, list | tuple) else [value])]
@@ -316,10 +324,14 @@ class OptunaSweeperImpl:
         return run if run.run_id else None
 
     def _finish(self, study, plan: Plan, parent: Run | None) -> None:
+        from sweep.report import write_report
+
         summary = summarize(study, plan.storage)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         results = self.sweep_dir / "optimization_results.yaml"
         write_yaml(summary, results)
+        report_dir = self.sweep_dir / "report"
+        write_report(study, plan.storage, report_dir)
         table = format_table(summary)
         print(f"\nStudy {plan.study_name!r}: {summary['states']}\n{table}\n", flush=True)
         if "pareto_front" in summary:
@@ -328,11 +340,14 @@ class OptunaSweeperImpl:
             best = summary["best"][0]
             print(f"Best trial {best['number']}: {dict(zip(plan.metrics, best['values'], strict=True))} "
                   f"with {best['params']}")
-        print(f"Results: {results}")
+        print(f"Results: {results}\nReport: {report_dir / 'report.md'}")
+        if self.view_url:
+            local = not tracking_uri(plan.mlflow.tracking_uri).startswith(("http://", "https://"))
+            print(f"MLflow: {self.view_url}" + ("  (start the UI with `make ui`)" if local else ""))
         if parent:
             from sweep.report import log_sweep_summary
 
-            log_sweep_summary(parent, study, summary, results)
+            log_sweep_summary(parent, study, summary, report_dir)
             parent.end("FINISHED")
 
 

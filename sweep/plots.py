@@ -1,0 +1,155 @@
+"""Figures: a trial's learning curves, and a study's standard Optuna plots plus annotated heatmaps.
+
+PNG files come from matplotlib (Agg, no display needed). The parallel-coordinates plot also comes as interactive
+HTML from plotly (brush an axis to filter trials), with plotly's script embedded so it opens offline. Every
+function writes files and returns their paths.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curves(history: list[dict[str, float]], path: Path) -> Path:
+    """Train / validation / test loss and accuracy per epoch, side by side."""
+    plt = _pyplot()
+    epochs = [m["epoch"] for m in history]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=90)
+    for ax, kind in zip(axes, ("loss", "acc"), strict=True):
+        for split in ("train", "val", "test"):
+            ax.plot(epochs, [m[f"{split}_{kind}"] for m in history], marker="o", markersize=3, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("cross-entropy loss" if kind == "loss" else "accuracy")
+        ax.grid(alpha=0.3)
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _discrete_pair(study) -> tuple[str, str] | None:
+    """Two params with few distinct values each (e.g. lr x batch size): the heatmap's axes."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    names = sorted({k for t in trials for k in t.params})
+    few = [n for n in names if 1 < len({repr(t.params.get(n)) for t in trials if n in t.params}) <= 12]
+    return (few[0], few[1]) if len(names) == 2 and len(few) == 2 else None
+
+
+def _sort_key(value: Any) -> tuple:
+    return (0, float(value), "") if isinstance(value, int | float) else (1, 0.0, str(value))
+
+
+def heatmap(study, x: str, y: str, metric: str, value: Callable[[Any], float | None], path: Path) -> Path:
+    """Mean ``metric`` of the COMPLETE trials in each (x, y) cell, with the numbers written in."""
+    import numpy as np
+    from optuna.trial import TrialState
+
+    plt = _pyplot()
+    cells: dict[tuple, list[float]] = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        v = value(trial)
+        if v is not None and math.isfinite(v) and x in trial.params and y in trial.params:
+            cells.setdefault((trial.params[x], trial.params[y]), []).append(v)
+    xs = sorted({k[0] for k in cells}, key=_sort_key)
+    ys = sorted({k[1] for k in cells}, key=_sort_key)
+    grid = np.full((len(ys), len(xs)), np.nan)
+    for (vx, vy), values in cells.items():
+        grid[ys.index(vy), xs.index(vx)] = float(np.mean(values))
+    fig, ax = plt.subplots(figsize=(1.1 * len(xs) + 2.5, 0.7 * len(ys) + 1.8), dpi=90)
+    image = ax.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
+    finite = grid[np.isfinite(grid)]
+    middle = float(np.mean([finite.min(), finite.max()])) if finite.size else 0.0
+    for i in range(len(ys)):
+        for j in range(len(xs)):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.3g}", ha="center", va="center", fontsize=8,
+                        color="black" if grid[i, j] > middle else "white")
+    ax.set_xticks(range(len(xs)), [str(v) for v in xs])
+    ax.set_yticks(range(len(ys)), [str(v) for v in ys])
+    ax.grid(False)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(f"{metric} (mean of complete trials)")
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _metric_getters(study) -> dict[str, Callable[[Any], float | None]]:
+    """Objectives by name, plus test accuracy and DeepFool margin from each trial's recorded metrics."""
+    names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
+    getters: dict[str, Callable[[Any], float | None]] = {
+        name: (lambda t, i=i: t.values[i] if t.values else None) for i, name in enumerate(names)
+    }
+    for extra in ("test_acc", "deepfool_margin"):
+        if extra not in getters:
+            getters[extra] = lambda t, m=extra: t.user_attrs.get("metrics", {}).get(m)
+    return getters
+
+
+def study_plots(study, out_dir: Path) -> list[Path]:
+    """Optimization history, parameter importances, parallel coordinates and slices (PNG + HTML) per objective,
+    and a heatmap per metric when the study sweeps two discrete params."""
+    import optuna.visualization as pv
+    import optuna.visualization.matplotlib as pm
+    from optuna.trial import TrialState
+
+    plt = _pyplot()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return []
+    written: list[Path] = []
+    names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
+    kinds = {  # name: (matplotlib plot, plotly plot for HTML or None, complete trials needed)
+        "history": (pm.plot_optimization_history, None, 1),
+        "importances": (pm.plot_param_importances, None, 2),
+        "parallel": (pm.plot_parallel_coordinate, pv.plot_parallel_coordinate, 1),
+        "slice": (pm.plot_slice, None, 1),
+    }
+    for i, name in enumerate(names):
+        target = None if len(names) == 1 else (lambda t, i=i: t.values[i])
+        for kind, (to_png, to_html, needs) in kinds.items():
+            if len(complete) < needs:
+                continue
+            stem = out_dir / f"{kind}_{name}"
+            try:
+                to_png(study, target=target, target_name=name)
+                plt.gcf().set_size_inches(8, 5)
+                plt.gcf().tight_layout()
+                plt.savefig(stem.with_suffix(".png"), dpi=90)
+                plt.close("all")
+                written.append(stem.with_suffix(".png"))
+                if to_html:
+                    figure = to_html(study, target=target, target_name=name)
+                    figure.write_html(stem.with_suffix(".html"), include_plotlyjs=True)
+                    written.append(stem.with_suffix(".html"))
+            except (ValueError, RuntimeError, ZeroDivisionError) as error:  # e.g. importances of constant values
+                plt.close("all")
+                log.warning("Skipped the %s plot of %s: %s", kind, name, error)
+    pair = _discrete_pair(study)
+    if pair:
+        for metric, getter in _metric_getters(study).items():
+            if any(getter(t) is not None for t in complete):
+                written.append(heatmap(study, pair[0], pair[1], metric, getter, out_dir / f"heatmap_{metric}.png"))
+    return written

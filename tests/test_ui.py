@@ -1,0 +1,128 @@
+"""The MLflow UI in a real browser, and a tracking server that dies mid-sweep.
+
+The server is started with the project's own `make ui` target on a free loopback port; Chromium is Debian's
+(installed by .ci/system-deps), driven by Playwright without downloading a browser.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweep.storage import open_storage
+from tests.conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.slow
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    """`make ui` against a fresh SQLite store on a free loopback port."""
+    port = _free_port()
+    process = subprocess.Popen(
+        ["make", "-s", "-C", str(ROOT), "ui", f"UI_PORT={port}", f"UI_STORE=sqlite:///{tmp_path}/server.db"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail(f"mlflow server did not start: {process.stdout.read().decode()[-2000:]}")
+    running = Server(url, process)
+    yield running
+    running.kill()
+
+
+def test_sweep_appears_in_the_mlflow_ui(tmp_path: Path, server: Server) -> None:
+    from mlflow import MlflowClient
+    from playwright.sync_api import sync_playwright
+
+    result = run_cli("-m", "hydra/sweeper=optuna", "hydra.sweeper.sampler=grid", "optimizer.lr=choice(0.02,0.1)",
+                     "train.epochs=2", "deepfool.samples=50", "name=browse", cwd=tmp_path,
+                     env={"MLFLOW_TRACKING_URI": server.url})
+    assert result.returncode == 0, result.stderr
+    experiment = MlflowClient(server.url).get_experiment_by_name("browse")
+    (url,) = re.findall(r"^MLflow: (\S+)", result.stdout, re.MULTILINE)  # the link the sweep prints
+    assert url.startswith(f"{server.url}/#/experiments/{experiment.experiment_id}/runs?")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"],
+        )
+        page = browser.new_page(viewport={"width": 1600, "height": 900})
+        page.goto(url, wait_until="domcontentloaded")
+        parent = page.locator("[role=grid] .ag-cell-value", has_text="browse").first
+        parent.wait_for(timeout=60000)  # the runs table, not MLflow 3's GenAI overview
+        parent.locator("button").first.click()  # expand the sweep's run: its trials nest under it
+        page.get_by_text("trial_1").first.wait_for(timeout=30000)
+        page.screenshot(path=str(ARTIFACTS / "mlflow-ui-sweep.png"), full_page=True)
+        headers = page.inner_text("[role=grid] .ag-header")
+        body = page.inner_text("body")
+        browser.close()
+    assert "trial_0" in body and "trial_1" in body
+    assert "optimizer.lr" in headers and "final_val_acc" in headers and "best_val_acc" in headers
+    assert "Traces" not in body.split("Runs")[0] or "Model training" in body
+
+
+def test_tracking_server_dying_mid_sweep_loses_no_optuna_result(tmp_path: Path, server: Server) -> None:
+    import sys
+
+    grid = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.sampler=grid", "optimizer.lr=choice(0.01,0.02,0.05,0.1)",
+            "train.epochs=15", "deepfool.enabled=false", "name=dies"]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": server.url}
+    process = subprocess.Popen([str(Path(sys.executable).parent / "sweep"), *grid], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    journal = tmp_path / "multirun" / "dies" / "optuna.journal"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if journal.exists():
+            study = optuna.load_study(study_name="dies", storage=open_storage.__wrapped__(str(journal)))
+            if any(t.state == TrialState.COMPLETE for t in study.trials):
+                break
+        time.sleep(0.2)
+    server.kill()  # the tracking server goes away mid-sweep
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    study = optuna.load_study(study_name="dies", storage=open_storage.__wrapped__(str(journal)))
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    assert "MLflow logging failed" in output
