@@ -127,3 +127,21 @@ def test_cuda_trial_matches_cpu_accuracy(tmp_path: Path) -> None:
     cpu = _run(tmp_path / "c", "", *args, "train.device=cpu")
     assert abs(gpu["test_acc"] - cpu["test_acc"]) < 0.05
     assert torch.cuda.memory_allocated() < 50e6  # only the cached data set stays on the device
+
+
+def test_default_trial_peak_memory_stays_under_1_5_gb(tmp_path: Path) -> None:
+    """The whole default trial (imports, data, training, DeepFool, MLflow) in a fresh process, as `sweep` runs it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, sys\n"
+        "from sweep.cli import main\n"
+        f"sys.argv = ['sweep', 'mlflow.tracking_uri=sqlite:///{tmp_path}/m.db', 'hydra.run.dir={tmp_path}/run']\n"
+        "main()\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"  # KiB on Linux
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    peak_kib = int(result.stdout.strip().splitlines()[-1])
+    assert peak_kib * 1024 < 1.5e9, f"peak RSS {peak_kib / 1024:.0f} MiB"
