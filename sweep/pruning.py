@@ -48,11 +48,11 @@ def pruning_reporter(link: OptunaLinkConfig, metric: str) -> EpochCallback | Non
     import optuna
 
     storage = open_storage(link.storage, "optuna.storage")
-    settings = optuna.load_study(study_name=link.study_name, storage=storage).user_attrs.get(PRUNER_ATTR)
+    study = optuna.load_study(study_name=link.study_name, storage=storage)
+    settings = study.user_attrs.get(PRUNER_ATTR)
     if not settings or settings["name"] == "none":
         return None
-    pruner = build_pruner(settings["name"], settings["options"])
-    study = optuna.load_study(study_name=link.study_name, storage=storage, pruner=pruner)
+    study.pruner = build_pruner(settings["name"], settings["options"])
     trial_id = storage.get_trial_id_from_study_id_trial_number(
         storage.get_study_id_from_name(link.study_name), link.trial_number
     )
