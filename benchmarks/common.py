@@ -23,7 +23,10 @@ def timed(device: torch.device, fn: Callable[..., Any], *args: Any) -> tuple[flo
     return time.perf_counter() - start, result
 
 
-def devices() -> list[torch.device]:
+def devices(only: str | None = None) -> list[torch.device]:
+    """``only`` as a device (``--device cuda`` on a GPU machine), else the CPU and, where there is one, the GPU."""
+    if only:
+        return [torch.device(only)]
     return [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
 
 

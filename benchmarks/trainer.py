@@ -78,9 +78,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 128, 512])
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: the CPU, then the GPU if any)")
     args = parser.parse_args()
     rows = []
-    for device in devices():
+    for device in devices(args.device):
         workloads = {"MLP 64-128-10, 8x8": (digits_28(device, copies=4, side=8), 128),
                      "MLP 784-512-10, 28x28": (digits_28(device, copies=4), 512)}
         for label, (data, width) in workloads.items():

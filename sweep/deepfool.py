@@ -1,19 +1,23 @@
 """DeepFool (Moosavi-Dezfooli, Fawzi, Frossard, CVPR 2016): the smallest L2 step that changes a prediction.
 
-``deepfool`` runs the multi-class L2 attack on a whole batch at once: each iteration is one forward pass and
-``k - 1`` backward passes over the samples still unfooled (k candidate classes), with no Python loop over
-samples. It follows the original code where the paper is silent: the reference class is the model's own
-prediction at x, the candidates are the top-k classes at x fixed once, and each step linearises at
-``x + (1 + overshoot) * r_total``. Where the original code adds 1e-4 to every step's length (so a step never
-lands exactly on the boundary), this one lengthens the step by a relative 1e-5: the same safeguard, without
-biasing small margins, so a linear model's margin comes out exact.
+``deepfool`` runs the multi-class L2 attack on a whole batch at once, with no Python loop over samples. Each
+iteration needs the input gradients of ``k - 1`` logit gaps (k candidate classes) for the samples still unfooled,
+taken one of two ways: on a CPU, which is bound by arithmetic, one forward pass and ``k - 1`` backward passes (the
+fewest operations); on a GPU, which is bound by kernel launches, one forward and one backward pass over ``k - 1``
+copies of the batch (the fewest launches; 2-20x faster there, ``k - 1`` times the memory). It follows the original
+code where the paper is silent: the reference class is the model's own prediction at x, the candidates are the top-k
+classes at x fixed once, and each step linearises at ``x + (1 + overshoot) * r_total``. Where the original code adds
+1e-4 to every step's length (so a step never lands exactly on the boundary), this one lengthens the step by a
+relative 1e-5: the same safeguard, without biasing small margins, so a linear model's margin comes out exact.
 
 ``measure`` is what a trial calls on its final model: the margin statistics logged for every trial.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +47,8 @@ def deepfool(
     overshoot: float = 0.02,
     max_iter: int = 50,
     candidates: int | None = None,
+    *,
+    replicate: bool | None = None,
 ) -> DeepFoolResult:
     """Minimal L2 perturbations of ``inputs`` that change ``model``'s prediction, found with DeepFool.
 
@@ -52,6 +58,8 @@ def deepfool(
         overshoot: the final perturbation is ``(1 + overshoot) * r`` to step across the boundary.
         max_iter: most linearisation steps per sample.
         candidates: consider only the top-k classes at x (k >= 2); ``None`` means every class.
+        replicate: take the k - 1 gradients in one backward pass over k - 1 copies of the batch instead of
+            k - 1 passes; ``None`` does so on GPUs only. The same result either way, up to float rounding.
 
     Returns:
         A :class:`DeepFoolResult`; samples with ``success`` False did not cross within ``max_iter`` steps.
@@ -68,14 +76,31 @@ def deepfool(
     for p in weights:  # input gradients only: a graph without weight gradients is a quarter cheaper
         p.requires_grad_(False)
     try:
-        return _deepfool(model, inputs.detach(), overshoot, max_iter, candidates)
+        replicate = inputs.device.type == "cuda" if replicate is None else replicate
+        with _full_float32():
+            return _deepfool(model, inputs.detach(), overshoot, max_iter, candidates, replicate)
     finally:
         model.train(was_training)
         for p in weights:
             p.requires_grad_(True)
 
 
-def _deepfool(model: nn.Module, x0: torch.Tensor, overshoot: float, max_iter: int, k: int | None) -> DeepFoolResult:
+@contextlib.contextmanager
+def _full_float32() -> Iterator[None]:
+    """Full float32 arithmetic for the measurement: cuDNN runs float32 convolutions in TF32 (10-bit mantissa) by
+    default on recent GPUs, which moved CNN margins by about 1% on an H100."""
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    saved = conv.fp32_precision, matmul.fp32_precision
+    conv.fp32_precision = matmul.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = saved
+
+
+def _deepfool(
+    model: nn.Module, x0: torch.Tensor, overshoot: float, max_iter: int, k: int | None, replicate: bool
+) -> DeepFoolResult:
     with torch.no_grad():
         logits = model(x0)
     num_classes = logits.shape[1]
@@ -89,23 +114,12 @@ def _deepfool(model: nn.Module, x0: torch.Tensor, overshoot: float, max_iter: in
     active = torch.arange(batch, device=x0.device)
     scale = 1.0 + overshoot
     for _ in range(max_iter):
-        x = (x0[active] + scale * r_total[active]).requires_grad_(True)
-        out = model(x)
-        keep = out.argmax(1) == original[active]  # not yet fooled: takes another step
-        if not keep.any():
+        linearised = _linearise(model, x0[active] + scale * r_total[active], classes[active], replicate)
+        if linearised is None:  # every remaining sample is fooled
             break
-        f = out.gather(1, classes[active])  # (A, k) candidate logits
-        diffs = (f[:, 1:] - f[:, :1]) * keep.unsqueeze(1)  # f_k - f_orig; fooled rows add no gradient
-        grads = torch.stack(
-            [
-                torch.autograd.grad(diffs[:, j].sum(), x, retain_graph=j < k - 2)[0][keep]
-                for j in range(k - 1)
-            ],
-            dim=1,
-        ).flatten(2)  # (A', k-1, D): w_k - w_orig for each sample still unfooled
-        f_diff = diffs.detach()[keep].abs()  # (A', k-1)
+        keep, gaps, grads = linearised  # gaps (A', k-1): f_k - f_orig; grads (A', k-1, D): w_k - w_orig
         w_norm = grads.norm(dim=2).clamp_min(1e-12)
-        distance = f_diff / w_norm  # distance to each linearised boundary
+        distance = gaps.abs() / w_norm  # distance to each linearised boundary
         best = distance.argmin(dim=1, keepdim=True)
         step_len = distance.gather(1, best) * _STEP_STRETCH  # (A', 1)
         w_best = grads.gather(1, best.unsqueeze(2).expand(-1, 1, grads.shape[2])).squeeze(1)
@@ -126,6 +140,34 @@ def _deepfool(model: nn.Module, x0: torch.Tensor, overshoot: float, max_iter: in
         perturbed=perturbed,
         original=original,
     )
+
+
+def _linearise(
+    model: nn.Module, x: torch.Tensor, classes: torch.Tensor, replicate: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """(still unfooled, logit gaps, their input gradients) at ``x``, the last two for the unfooled rows only.
+
+    Returns None when every row is already fooled, before any backward pass.
+    """
+    gap_count = classes.shape[1] - 1
+    copies = gap_count if replicate else 1
+    leaf = x.repeat(copies, *[1] * (x.dim() - 1)).requires_grad_(True)  # copy j serves gap j when replicated
+    logits = model(leaf).view(copies, len(x), -1)
+    keep = logits[0].argmax(1) == classes[:, 0]
+    if not keep.any():
+        return None
+    f = logits.gather(2, classes.expand(copies, *classes.shape))  # (copies, A, k)
+    gaps = f[..., 1:] - f[..., :1]  # (copies, A, k-1)
+    if replicate:
+        gaps = gaps.diagonal(dim1=0, dim2=2)  # (A, k-1): copy j's gap to class j
+        grads = torch.autograd.grad(gaps.sum(), leaf)[0].view(copies, len(x), -1).transpose(0, 1)
+    else:
+        gaps = gaps[0]
+        grads = torch.stack(
+            [torch.autograd.grad(gaps[:, j].sum(), leaf, retain_graph=j < gap_count - 1)[0] for j in range(gap_count)],
+            dim=1,
+        ).flatten(2)
+    return keep, gaps.detach()[keep], grads[keep]
 
 
 @dataclass

@@ -11,12 +11,14 @@ from sweep.deepfool import DeepFoolConfig, deepfool, measure
 from sweep.models import CNNConfig, MLPConfig, build_model
 from sweep.optimizers import SGDConfig, build_optimizer
 from sweep.train import TrainConfig, fit
+from tests.conftest import CUDA
 from tests.deepfool_reference import deepfool_one
 
 CPU = torch.device("cpu")
 
 
-def test_linear_model_matches_closed_form_in_one_step() -> None:
+@pytest.mark.parametrize("replicate", [False, True], ids=["per-class-backward", "replicated-batch"])
+def test_linear_model_matches_closed_form_in_one_step(replicate: bool) -> None:
     """For f(x) = Wx + b the minimal L2 step is min_k |f_k - f_y| / ||w_k - w_y||, reached in one iteration."""
     gen = torch.Generator().manual_seed(0)
     dim, classes, overshoot = 64, 10, 0.02
@@ -25,7 +27,7 @@ def test_linear_model_matches_closed_form_in_one_step() -> None:
         model.weight.copy_(torch.randn(classes, dim, generator=gen, dtype=torch.float64) * 0.05)
         model.bias.copy_(torch.randn(classes, generator=gen, dtype=torch.float64) * 3)
     x = torch.rand(256, dim, generator=gen, dtype=torch.float64)
-    result = deepfool(model, x, overshoot=overshoot)
+    result = deepfool(model, x, overshoot=overshoot, replicate=replicate)
 
     logits = model(x).detach()
     y = logits.argmax(1)
@@ -62,12 +64,13 @@ def trained() -> dict[str, nn.Module]:
     return models
 
 
+@pytest.mark.parametrize("replicate", [False, True], ids=["per-class-backward", "replicated-batch"])
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
-def test_agrees_with_per_sample_reference_within_one_percent(trained: dict, name: str) -> None:
+def test_agrees_with_per_sample_reference_within_one_percent(trained: dict, name: str, replicate: bool) -> None:
     data = load_dataset(DataConfig(name="digits"), CPU)
     x, _ = data.train.batch(slice(0, 60))
     model = trained[name]
-    batched = deepfool(model, x)
+    batched = deepfool(model, x, replicate=replicate)
     reference = torch.tensor([deepfool_one(model, sample)[0] for sample in x])
     assert batched.success.all()
     assert abs(batched.norm.mean() / reference.mean() - 1) < 0.01
@@ -129,3 +132,21 @@ def test_bad_arguments_are_refused() -> None:
         deepfool(model, torch.rand(2, 4), candidates=1)
     with pytest.raises(ValueError, match="deepfool.overshoot"):
         deepfool(model, torch.rand(2, 4), overshoot=-1)
+
+
+@CUDA
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_cuda_margins_match_cpu(trained: dict, name: str) -> None:
+    """The same model and inputs on the GPU find the same perturbations (up to float rounding)."""
+    import copy
+
+    data = load_dataset(DataConfig(name="digits"), CPU)
+    x, _ = data.train.batch(slice(0, 200))
+    on_cpu = deepfool(trained[name], x)
+    on_gpu = deepfool(copy.deepcopy(trained[name]).cuda(), x.cuda())
+    assert torch.backends.cudnn.conv.fp32_precision == "tf32"  # the TF32 default is back after the measurement
+    assert on_gpu.norm.device.type == "cuda"
+    assert torch.equal(on_gpu.original.cpu(), on_cpu.original)
+    both = on_cpu.success & on_gpu.success.cpu()
+    assert both.float().mean() > 0.99
+    assert abs(on_gpu.norm.cpu()[both].mean().item() / on_cpu.norm[both].mean().item() - 1) < 1e-3
