@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +30,10 @@ from sweep.search_space import SearchSpace, override_text, parse_search_space
 from sweep.storage import open_storage
 from sweep.tracking import Run, tracking_uri
 
+from ._compose import ReusingConfigLoader
+
 log = logging.getLogger(__name__)
+WORKER_ATTR = "worker"  # trial user attribute: "host:pid" of the sweep process that asked for the trial
 
 SAMPLERS = {
     "grid": "RandomSampler",  # grid points are enqueued; the sampler never draws
@@ -86,8 +91,10 @@ class OptunaSweeperImpl:
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
+        # Launchers compose each trial's config through this loader: see _compose for why it reuses compositions.
+        context = HydraContext(ReusingConfigLoader(hydra_context.config_loader), hydra_context.callbacks)
         self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
+            hydra_context=context, task_function=task_function, config=config
         )
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
 
@@ -158,7 +165,6 @@ class OptunaSweeperImpl:
         except TypeError as error:
             raise ConfigError("hydra.sweeper.sampler_options", str(error)) from None
 
-
     # ---------------------------------------------------------------------------------------------- study
     def open_study(self, plan: Plan):
         import optuna
@@ -187,6 +193,30 @@ class OptunaSweeperImpl:
         study.set_user_attr(PRUNER_ATTR, {"name": self.pruner_name, "options": self.pruner_options})
         return study
 
+    def _fail_orphans(self, study, parent: Run | None) -> None:
+        """Fail the trials left RUNNING by a sweep process of this machine that is gone (killed, crashed).
+
+        Without this, a resumed grid would count such a trial as taken and never rerun its point. Trials of a
+        live process (another sweep working on the same study) and of other machines are left alone.
+        """
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        host = socket.gethostname()
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            owner, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
+            if owner != host or not pid.isdigit() or _alive(int(pid)):
+                continue
+            reason = f"its sweep process {pid} on {host} ended while it ran"
+            try:  # the storage API, as optuna.storages.fail_stale_trials uses it
+                study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+                study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            except UpdateFinishedTrialError:
+                continue  # finished meanwhile
+            log.warning("Trial %d marked FAIL: %s", trial.number, reason)
+            if parent:
+                parent.end_child(trial.number, "KILLED", reason)
+
     def _todo(self, study, plan: Plan) -> int:
         """How many trials this run launches: the grid points or trial count still missing from the study."""
         from optuna.trial import TrialState
@@ -212,8 +242,9 @@ class OptunaSweeperImpl:
     def sweep(self, arguments: list[str]) -> None:
         plan = self.plan(arguments)
         study = self.open_study(plan)
-        todo = self._todo(study, plan)
         parent = self._parent_run(plan, study)
+        self._fail_orphans(study, parent)
+        todo = self._todo(study, plan)
         columns = [f"{prefix}_{m}" for m in plan.metrics for prefix in ("final", "best")]  # trials', sweep's
         self.view_url = parent.save_view(list(plan.space.distributions), columns) if parent else None
         log.info(
@@ -224,6 +255,8 @@ class OptunaSweeperImpl:
         try:
             while launched < todo:
                 batch = [study.ask(plan.space.distributions) for _ in range(min(self.n_jobs, todo - launched))]
+                for trial in batch:
+                    trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
                 overrides = [self._job_overrides(trial, plan, parent) for trial in batch]
                 self._running = batch
                 returns = self.launcher.launch(overrides, initial_job_idx=batch[0].number)
@@ -349,6 +382,16 @@ class OptunaSweeperImpl:
 
             log_sweep_summary(parent, study, summary, report_dir)
             parent.end("FINISHED")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def _without_hydra(config: DictConfig) -> DictConfig:
