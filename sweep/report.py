@@ -61,11 +61,13 @@ def log_sweep_summary(parent: Run, study, summary: dict[str, Any], report_dir: P
     """Best value(s) as metrics and best params as ``best.*`` tags; the report folder as artifacts."""
     from sweep.results import format_table
 
+    metrics = {f"trials_{state.lower()}": n for state, n in summary["states"].items()}
+    tags = {}
     best = summary.get("best") or []
     if len(best) == 1:
-        parent.log_metrics({f"best_{m}": v for m, v in zip(summary["metrics"], best[0]["values"], strict=True)})
-        parent.set_tags({f"best.{k}": v for k, v in best[0]["params"].items()} | {"best.trial": best[0]["number"]})
-    parent.log_metrics({f"trials_{state.lower()}": n for state, n in summary["states"].items()})
+        metrics |= {f"best_{m}": v for m, v in zip(summary["metrics"], best[0]["values"], strict=True)}
+        tags = {f"best.{k}": v for k, v in best[0]["params"].items()} | {"best.trial": best[0]["number"]}
+    parent.log(metrics, tags)
     parent.log_text(format_table(summary), "trials.md")
     for path in sorted(report_dir.iterdir()):
         parent.log_file(path, None if path.name in ("optimization_results.yaml", "best.yaml") else "report")

@@ -175,21 +175,19 @@ class Run:
         self.run_id = self._guard(find)
         return self.run_id is not None
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+    def log(self, metrics: Mapping[str, float] | None = None, tags: Mapping[str, Any] | None = None,
+            step: int | None = None) -> None:
+        """Metrics (at ``step``) and tags in one request: each request is a database transaction or an HTTP call."""
+
         def send() -> None:
-            from mlflow.entities import Metric
+            from mlflow.entities import Metric, RunTag
 
             now = int(time.time() * 1000)
-            batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
-            _client(self.uri).log_batch(self.run_id, metrics=batch)
-
-        self._guard(send)
-
-    def set_tags(self, tags: Mapping[str, str]) -> None:
-        def send() -> None:
-            from mlflow.entities import RunTag
-
-            _client(self.uri).log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+            _client(self.uri).log_batch(
+                self.run_id,
+                metrics=[Metric(k, float(v), now, step or 0) for k, v in (metrics or {}).items()],
+                tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+            )
 
         self._guard(send)
 
@@ -204,8 +202,24 @@ class Run:
         path = self._guard(lambda: save_runs_view(_client(self.uri), self.experiment, params, metrics))
         return ui_url(self.uri, path) if path else None
 
+    def end_child(self, trial_number: int, status: str, reason: str) -> None:
+        """Close the still-open run of this sweep's trial ``trial_number`` (its process died before it could)."""
+
+        def close() -> None:
+            from mlflow.entities import RunTag
+
+            client = _client(self.uri)
+            query = (f"tags.`mlflow.parentRunId` = '{self.run_id}' and tags.`optuna.trial_number` = '{trial_number}'"
+                     " and attributes.status = 'RUNNING'")
+            tags = [RunTag("sweep.failure", reason), RunTag("optuna.state", "FAIL")]
+            for child in client.search_runs([client.get_run(self.run_id).info.experiment_id], query):
+                client.log_batch(child.info.run_id, tags=tags)
+                client.set_terminated(child.info.run_id, status=status)
+
+        self._guard(close)
+
     def end(self, status: str, reason: str | None = None) -> None:
         """Close the run as FINISHED, FAILED or KILLED, with ``reason`` as a tag when it did not finish."""
         if reason:
-            self.set_tags({"sweep.failure": reason[:5000]})
+            self.log(tags={"sweep.failure": reason[:5000]})
         self._guard(lambda: _client(self.uri).set_terminated(self.run_id, status=status))

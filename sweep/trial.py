@@ -52,7 +52,7 @@ def run_trial(cfg: TrialConfig, resolved: dict[str, Any], output_dir: Path, run_
     run = Run(cfg.mlflow, experiment=cfg.name)
     run.start(run_name, flatten(resolved), _tags(cfg, device))
     run.log_text(_yaml(resolved), "config.yaml")
-    callbacks: list[EpochCallback] = [lambda m: run.log_metrics(_epoch_metrics(m), step=int(m["epoch"]))]
+    callbacks: list[EpochCallback] = [lambda m: run.log(_epoch_metrics(m), step=int(m["epoch"]))]
     reporter = pruning_reporter(cfg.optuna, cfg.objective[0])
     if reporter:
         callbacks.append(reporter)
@@ -78,8 +78,8 @@ def run_trial(cfg: TrialConfig, resolved: dict[str, Any], output_dir: Path, run_
     curves = learning_curves(result.history, output_dir / "learning_curves.png")
     if cfg.train.checkpoint != "none":
         torch.save(result.best_state or model.state_dict(), output_dir / "model.pt")
-    run.log_metrics({f"final_{k}": v for k, v in metrics.items()})
-    run.set_tags({"sweep.stopped": result.stopped, "optuna.state": "COMPLETE"})
+    final = {f"final_{k}": v for k, v in metrics.items()}
+    run.log(final, tags={"sweep.stopped": result.stopped, "optuna.state": "COMPLETE"})
     run.log_file(output_dir / "metrics.json")
     run.log_file(curves)
     run.end("FINISHED")
@@ -90,7 +90,7 @@ def _close_failed(run: Run, error: BaseException) -> None:
     """Close the run with the state Optuna gives the trial: KILLED when pruned or interrupted, else FAILED."""
     pruned = type(error).__name__ == "TrialPruned"
     interrupted = isinstance(error, KeyboardInterrupt)
-    run.set_tags({"optuna.state": "PRUNED" if pruned else "FAIL", "sweep.diverged": isinstance(error, TrialDiverged)})
+    run.log(tags={"optuna.state": "PRUNED" if pruned else "FAIL", "sweep.diverged": isinstance(error, TrialDiverged)})
     run.end("KILLED" if pruned or interrupted else "FAILED", reason=str(error) or type(error).__name__)
 
 

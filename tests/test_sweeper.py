@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -49,34 +50,73 @@ def test_grid_covers_the_product_once_and_resumes_only_whats_missing(tmp_path: P
     assert results["best"][0]["values"][0] == max(t.value for t in trials)
 
 
-def test_interrupted_sweep_leaves_study_consistent_and_resumes(tmp_path: Path) -> None:
+def _wait_until_one_trial_done_and_one_training(cwd: Path, tracking_uri: str) -> None:
+    """Until the study has a COMPLETE trial and a RUNNING one whose MLflow run has logged an epoch."""
+    from mlflow import MlflowClient
+
+    journal = cwd / "multirun" / "s" / "optuna.journal"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if journal.exists():
+            trials = _study(cwd).trials
+            running = [t.number for t in trials if t.state == TrialState.RUNNING]
+            if running and any(t.state == TrialState.COMPLETE for t in trials):
+                client = MlflowClient(tracking_uri)
+                query = f"tags.`optuna.trial_number` = '{running[0]}' and attributes.status = 'RUNNING'"
+                runs = client.search_runs([client.get_experiment_by_name("s").experiment_id], query)
+                if runs and "train_loss" in runs[0].data.metrics:
+                    return
+        time.sleep(0.2)
+    raise AssertionError("the sweep never had a trial done and another one training")
+
+
+@pytest.mark.parametrize(
+    ("launcher", "sig"),
+    [("basic", signal.SIGINT), ("joblib", signal.SIGINT), ("basic", signal.SIGKILL)],
+    ids=["ctrl-c", "ctrl-c-joblib", "kill-9"],
+)
+def test_interrupted_sweep_leaves_study_consistent_and_resumes(tmp_path: Path, launcher: str, sig: int) -> None:
     grid = ["hydra.sweeper.sampler=grid", "optimizer.lr=choice(0.01,0.02,0.05,0.1)", "train.epochs=30",
             "deepfool.enabled=false", "data.train_subset=null"]
-    env_cmd = [SWEEP, "-m", "hydra/sweeper=optuna", "name=s", *grid]
-    import os
-
+    if launcher == "joblib":
+        grid += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"]
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
-    process = subprocess.Popen(env_cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    journal = tmp_path / "multirun" / "s" / "optuna.journal"
-    deadline = time.time() + 120
-    while time.time() < deadline:  # wait until one trial is done and the next is running
-        if journal.exists():
-            states = [t.state for t in _study(tmp_path).trials]
-            if TrialState.COMPLETE in states and TrialState.RUNNING in states:
-                break
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
+    process = subprocess.Popen([SWEEP, "-m", "hydra/sweeper=optuna", "name=s", *grid], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    _wait_until_one_trial_done_and_one_training(tmp_path, env["MLFLOW_TRACKING_URI"])
+    if sig == signal.SIGINT:
+        os.killpg(process.pid, sig)  # Ctrl-C reaches every process in the terminal's group, workers included
+    else:
+        process.send_signal(sig)  # kill -9 of the sweep process alone: nothing of it runs to clean up
     process.wait(timeout=60)
     assert process.returncode != 0
-    states = [t.state for t in _study(tmp_path).trials]
-    assert TrialState.RUNNING not in states and TrialState.FAIL in states
+    trials = _study(tmp_path).trials
+    states = [t.state for t in trials]
+    assert TrialState.COMPLETE in states
+    if sig == signal.SIGINT:
+        assert TrialState.RUNNING not in states and TrialState.FAIL in states
+        assert all(t.user_attrs["fail_reason"] == "interrupted" for t in trials if t.state == TrialState.FAIL)
+    else:
+        assert TrialState.RUNNING in states
     done_before = sum(s == TrialState.COMPLETE for s in states)
+    interrupted = [t.number for t in trials if t.state in (TrialState.FAIL, TrialState.RUNNING)]
 
     resumed = _sweep(tmp_path, *grid)
     assert resumed.returncode == 0, resumed.stderr
-    complete = [t for t in _study(tmp_path).trials if t.state == TrialState.COMPLETE]
+    trials = _study(tmp_path).trials
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert sorted(t.params["optimizer.lr"] for t in complete) == [0.01, 0.02, 0.05, 0.1]
     assert f"{4 - done_before} trial(s) to run" in resumed.stdout
+    assert all(trials[n].state == TrialState.FAIL for n in interrupted)
+    if sig == signal.SIGKILL:  # the resumed sweep found the dead process's trial and closed it everywhere
+        assert "ended while it ran" in trials[interrupted[0]].user_attrs["fail_reason"]
+        from mlflow import MlflowClient
+
+        client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+        (orphan,) = client.search_runs(
+            [client.get_experiment_by_name("s").experiment_id], f"tags.`optuna.trial_number` = '{interrupted[0]}'"
+        )
+        assert orphan.info.status == "KILLED" and orphan.data.tags["optuna.state"] == "FAIL"
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "gp"])
