@@ -117,6 +117,9 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+EPOCH_FLUSH_S = 1.0  # epoch metrics reach MLflow at most this late
+
+
 class Run:
     """One MLflow run, created on :meth:`start` and closed with a status on :meth:`end`."""
 
@@ -126,6 +129,8 @@ class Run:
         self.experiment = cfg.experiment or experiment
         self.parent_run_id = cfg.parent_run_id
         self.run_id: str | None = None
+        self._epochs: list[tuple[Mapping[str, float], int, int]] = []  # (metrics, step, ms): not yet sent
+        self._sent_at = time.monotonic()
 
     def _guard(self, action: Callable[[], Any]) -> Any:
         """Run one MLflow call; on failure warn once and stop logging for this run."""
@@ -218,8 +223,30 @@ class Run:
 
         self._guard(close)
 
+    def log_epoch(self, metrics: Mapping[str, float], step: int) -> None:
+        """Queue one epoch's metrics, sent together at most every ``EPOCH_FLUSH_S`` seconds and by :meth:`end`.
+
+        A request per epoch costs 5 ms on a SQLite store and more on a server: 1.2 s a trial at 230 short epochs.
+        """
+        self._epochs.append((metrics, step, int(time.time() * 1000)))
+        if time.monotonic() - self._sent_at >= EPOCH_FLUSH_S:
+            self._send_epochs()
+
+    def _send_epochs(self) -> None:
+        def send() -> None:
+            from mlflow.entities import Metric
+
+            batch = [Metric(k, float(v), ms, step) for metrics, step, ms in self._epochs for k, v in metrics.items()]
+            for i in range(0, len(batch), 1000):  # MLflow takes at most 1000 metrics per request
+                _client(self.uri).log_batch(self.run_id, metrics=batch[i : i + 1000])
+
+        if self._epochs:
+            self._guard(send)
+        self._epochs, self._sent_at = [], time.monotonic()
+
     def end(self, status: str, reason: str | None = None) -> None:
         """Close the run as FINISHED, FAILED or KILLED, with ``reason`` as a tag when it did not finish."""
+        self._send_epochs()
         if reason:
             self.log(tags={"sweep.failure": reason[:5000]})
         self._guard(lambda: _client(self.uri).set_terminated(self.run_id, status=status))

@@ -52,7 +52,7 @@ def run_trial(cfg: TrialConfig, resolved: dict[str, Any], output_dir: Path, run_
     run = Run(cfg.mlflow, experiment=cfg.name)
     run.start(run_name, flatten(resolved), _tags(cfg, device))
     run.log_text(_yaml(resolved), "config.yaml")
-    callbacks: list[EpochCallback] = [lambda m: run.log(_epoch_metrics(m), step=int(m["epoch"]))]
+    callbacks: list[EpochCallback] = [lambda m: run.log_epoch(_epoch_metrics(m), int(m["epoch"]))]
     reporter = pruning_reporter(cfg.optuna, cfg.objective[0])
     if reporter:
         callbacks.append(reporter)

@@ -76,7 +76,7 @@ def _wait_until_one_trial_done_and_one_training(cwd: Path, tracking_uri: str) ->
     ids=["ctrl-c", "ctrl-c-joblib", "kill-9"],
 )
 def test_interrupted_sweep_leaves_study_consistent_and_resumes(tmp_path: Path, launcher: str, sig: int) -> None:
-    grid = ["hydra.sweeper.sampler=grid", "optimizer.lr=choice(0.01,0.02,0.05,0.1)", "train.epochs=30",
+    grid = ["hydra.sweeper.sampler=grid", "optimizer.lr=choice(0.01,0.02,0.05,0.1)", "train.epochs=100",
             "deepfool.enabled=false", "data.train_subset=null"]
     if launcher == "joblib":
         grid += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"]
