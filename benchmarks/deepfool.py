@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/deepfool.py [--samples 1000]
 
 Models: the 784-512-10 MLP of the Fashion-MNIST study and a small CNN (two conv blocks of 16 and 32 filters),
-trained for 3 epochs on the bundled digits upsampled to 28x28 (no download). Each method measures the same
-1000 inputs; times exclude model training and include everything else. foolbox clips its iterates to [0, 1],
-which the paper and sweep do not, so its margins run slightly larger.
+trained for 10 epochs on the bundled digits upsampled to 28x28 (no download; test accuracy in the table). Each
+method measures the same 1000 inputs; times exclude model training and include everything else. foolbox clips its
+iterates to [0, 1], which the paper and sweep do not, so its margins run larger. Margins are compared over the
+samples all three methods fooled (the per-sample loop's, when it runs on fewer).
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from tests.deepfool_reference import deepfool_one  # noqa: E402
 def trained(cfg, data: Dataset, device: torch.device) -> torch.nn.Module:
     torch.manual_seed(0)
     model = build_model(cfg, data.input_shape, data.num_classes, data.mean, data.std).to(device)
-    fit(model, build_optimizer(SGDConfig(lr=0.05, momentum=0.9), model.parameters()), data, data.train,
-        TrainConfig(epochs=3, batch_size=64), [])
+    fit(model, build_optimizer(SGDConfig(lr=0.01, momentum=0.9), model.parameters()), data, data.train,
+        TrainConfig(epochs=10, batch_size=64), [])
     return model.eval()
 
 
@@ -71,15 +72,19 @@ def main() -> None:
             t_loop, loop = timed(device, per_sample, model, x[:n])
             t_loop *= args.samples / n
             t_fb, fb = timed(device, foolbox_norms, model, x)
+            both = ours.success[:n].cpu() & loop.isfinite() & fb[:n].cpu().isfinite()  # fooled by all three
+            with torch.no_grad():
+                x_test, y_test = data.test.batch(slice(None))
+                accuracy = (model(x_test).argmax(1) == y_test).float().mean()
             rows.append([
-                device.type, label, f"{t_ours:.2f}", f"{t_loop:.2f}", f"{t_fb:.2f}",
-                f"{t_loop / t_ours:.1f}x", f"{t_fb / t_ours:.1f}x",
-                f"{ours.norm[ours.success].mean():.4f} / {loop.nanmean():.4f} / {fb.nanmean():.4f}",
+                device.type, label, f"{accuracy:.3f}", f"{t_ours:.2f}", f"{t_loop:.2f}", f"{t_fb:.2f}",
+                f"{t_loop / t_ours:.1f}x", f"{t_fb / t_ours:.1f}x", f"{int(both.sum())}/{n}",
+                " / ".join(f"{norms[:n].cpu()[both].mean():.4f}" for norms in (ours.norm, loop, fb)),
             ])
             print(rows[-1], flush=True)
     print(f"\nDeepFool on {args.samples} samples ({environment()})\n")
-    print(table(["device", "model", "sweep s", "per-sample loop s", "foolbox s", "vs loop", "vs foolbox",
-                 "mean L2 margin of fooled samples (sweep / loop / foolbox)"], rows))
+    print(table(["device", "model", "test acc", "sweep s", "per-sample loop s", "foolbox s", "vs loop", "vs foolbox",
+                 "fooled by all", "their mean L2 margin (sweep / loop / foolbox)"], rows))
 
 
 if __name__ == "__main__":
