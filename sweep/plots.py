@@ -36,13 +36,14 @@ def learning_curves(history: list[dict[str, float]], path: Path) -> Path:
     epochs = [m["epoch"] for m in history]
     fig = Figure(figsize=(9, 3.4), dpi=90)
     fig.subplots_adjust(left=0.08, right=0.99, bottom=0.15, top=0.97, wspace=0.25)
-    for ax, kind in zip(fig.subplots(1, 2), ("loss", "acc"), strict=True):
+    axes = fig.subplots(1, 2)
+    for ax, kind in zip(axes, ("loss", "acc"), strict=True):
         for split in ("train", "val", "test"):
             ax.plot(epochs, [m[f"{split}_{kind}"] for m in history], marker="o", markersize=3, label=split)
         ax.set_xlabel("epoch")
         ax.set_ylabel("cross-entropy loss" if kind == "loss" else "accuracy")
         ax.grid(alpha=0.3)
-    ax.legend()
+    axes[1].legend()
     fig.savefig(path)
     return path
 

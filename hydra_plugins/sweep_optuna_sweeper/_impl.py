@@ -252,11 +252,12 @@ class OptunaSweeperImpl:
             "/".join(plan.directions), "/".join(plan.metrics),
         )
         started, launched = time.perf_counter(), 0
+        worker = f"{socket.gethostname()}:{os.getpid()}"
         try:
             while launched < todo:
                 batch = [study.ask(plan.space.distributions) for _ in range(min(self.n_jobs, todo - launched))]
                 for trial in batch:
-                    trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+                    trial.set_user_attr(WORKER_ATTR, worker)
                 overrides = [self._job_overrides(trial, plan, parent) for trial in batch]
                 self._running = batch
                 returns = self.launcher.launch(overrides, initial_job_idx=batch[0].number)
