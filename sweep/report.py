@@ -18,14 +18,17 @@ from sweep.errors import SweepError
 from sweep.tracking import Run
 
 
-def write_report(study, storage_spec: str, out: Path) -> list[Path]:
-    """Write the report of ``study`` into ``out``; return every file written."""
+def write_report(study, summary: dict[str, Any], out: Path) -> list[Path]:
+    """Write the report of ``study`` (``summary`` is its :func:`~sweep.results.summarize`) into ``out``.
+
+    Returns every file written, report.md first.
+    """
     from sweep.export import from_study, write
     from sweep.plots import study_plots
-    from sweep.results import summarize, write_yaml
+    from sweep.results import write_yaml
 
+    storage_spec = summary["storage"]
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(study, storage_spec)
     results = out / "optimization_results.yaml"
     write_yaml(summary, results)
     files = [results, *study_plots(study, out)]
@@ -74,6 +77,7 @@ def log_sweep_summary(parent: Run, study, summary: dict[str, Any], report_dir: P
 
 
 def main(argv: list[str] | None = None) -> None:
+    from sweep.results import summarize
     from sweep.storage import load_study
 
     parser = argparse.ArgumentParser(prog="sweep-report", description=__doc__.splitlines()[0])
@@ -86,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     except SweepError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    files = write_report(study, args.storage, args.out)
+    files = write_report(study, summarize(study, args.storage), args.out)
     print(f"{files[0]}  ({len(files)} files)")
 
 

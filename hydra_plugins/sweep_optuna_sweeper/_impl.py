@@ -365,7 +365,7 @@ class OptunaSweeperImpl:
         results = self.sweep_dir / "optimization_results.yaml"
         write_yaml(summary, results)
         report_dir = self.sweep_dir / "report"
-        write_report(study, plan.storage, report_dir)
+        write_report(study, summary, report_dir)
         table = format_table(summary)
         print(f"\nStudy {plan.study_name!r}: {summary['states']}\n{table}\n", flush=True)
         if "pareto_front" in summary:
