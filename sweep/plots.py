@@ -7,9 +7,11 @@ function writes files and returns their paths.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,21 @@ def _pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # Optuna's slice plot draws choice() values as categories, and matplotlib logs an INFO line each time.
+    logging.getLogger("matplotlib.category").setLevel(logging.WARNING)
     return plt
+
+
+@contextlib.contextmanager
+def _quiet_optuna_plots() -> Iterator[None]:
+    """Hide the warnings every sweep would print: Optuna marks its matplotlib plots experimental, and some of
+    their axes cannot be laid out by tight_layout (the figure is still written)."""
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        warnings.filterwarnings("ignore", message=".*not compatible with tight_layout.*")
+        yield
 
 
 def learning_curves(history: list[dict[str, float]], path: Path) -> Path:
@@ -132,26 +148,27 @@ def study_plots(study, out_dir: Path) -> list[Path]:
         "parallel": (pm.plot_parallel_coordinate, pv.plot_parallel_coordinate, 1),
         "slice": (pm.plot_slice, None, 1),
     }
-    for i, name in enumerate(names):
-        target = None if len(names) == 1 else (lambda t, i=i: t.values[i])
-        for kind, (to_png, to_html, needs) in kinds.items():
-            if len(complete) < needs:
-                continue
-            stem = out_dir / f"{kind}_{name}"
-            try:
-                to_png(study, target=target, target_name=name)
-                plt.gcf().set_size_inches(8, 5)
-                plt.gcf().tight_layout()
-                plt.savefig(stem.with_suffix(".png"), dpi=90)
-                plt.close("all")
-                written.append(stem.with_suffix(".png"))
-                if to_html:
-                    figure = to_html(study, target=target, target_name=name)
-                    figure.write_html(stem.with_suffix(".html"), include_plotlyjs=True)
-                    written.append(stem.with_suffix(".html"))
-            except (ValueError, RuntimeError, ZeroDivisionError) as error:  # e.g. importances of constant values
-                plt.close("all")
-                log.warning("Skipped the %s plot of %s: %s", kind, name, error)
+    with _quiet_optuna_plots():
+        for i, name in enumerate(names):
+            target = None if len(names) == 1 else (lambda t, i=i: t.values[i])
+            for kind, (to_png, to_html, needs) in kinds.items():
+                if len(complete) < needs:
+                    continue
+                stem = out_dir / f"{kind}_{name}"
+                try:
+                    to_png(study, target=target, target_name=name)
+                    plt.gcf().set_size_inches(8, 5)
+                    plt.gcf().tight_layout()
+                    plt.savefig(stem.with_suffix(".png"), dpi=90)
+                    plt.close("all")
+                    written.append(stem.with_suffix(".png"))
+                    if to_html:
+                        figure = to_html(study, target=target, target_name=name)
+                        figure.write_html(stem.with_suffix(".html"), include_plotlyjs=True)
+                        written.append(stem.with_suffix(".html"))
+                except (ValueError, RuntimeError, ZeroDivisionError) as error:  # e.g. importances of constant values
+                    plt.close("all")
+                    log.warning("Skipped the %s plot of %s: %s", kind, name, error)
     pair = _discrete_pair(study)
     if pair:
         for metric, getter in _metric_getters(study).items():

@@ -14,6 +14,7 @@ import math
 import os
 import socket
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,7 +190,9 @@ class OptunaSweeperImpl:
             f"study {plan.study_name!r} already exists with directions {existing}, not {plan.directions}",
         )
         if study.metric_names is None:
-            study.set_metric_names(plan.metrics)
+            with warnings.catch_warnings():  # set_metric_names is marked experimental since Optuna 3.2
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(plan.metrics)
         study.set_user_attr(PRUNER_ATTR, {"name": self.pruner_name, "options": self.pruner_options})
         return study
 
