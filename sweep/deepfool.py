@@ -4,11 +4,12 @@
 iteration needs the input gradients of ``k - 1`` logit gaps (k candidate classes) for the samples still unfooled,
 taken one of two ways: on a CPU, which is bound by arithmetic, one forward pass and ``k - 1`` backward passes (the
 fewest operations); on a GPU, which is bound by kernel launches, one forward and one backward pass over ``k - 1``
-copies of the batch (the fewest launches; 2x to 37x faster on an H100, ``k - 1`` times the memory). It follows the
-original code where the paper is silent: the reference class is the model's own prediction at x, the candidates are
-the top-k classes at x fixed once, and each step linearises at ``x + (1 + overshoot) * r_total``. Where the original
-code adds 1e-4 to every step's length (so a step never lands exactly on the boundary), this one lengthens the step
-by a relative 1e-5: the same safeguard, without biasing small margins, so a linear model's margin comes out exact.
+copies of the batch (the fewest launches: 2x faster for an MLP on an H100, level for a small CNN, ``k - 1`` times
+the memory; benchmarks/deepfool.py). It follows the original code where the paper is silent: the reference class is
+the model's own prediction at x, the candidates are the top-k classes at x fixed once, and each step linearises at
+``x + (1 + overshoot) * r_total``. Where the original code adds 1e-4 to every step's length (so a step never lands
+exactly on the boundary), this one lengthens the step by a relative 1e-5: the same safeguard, without biasing small
+margins, so a linear model's margin comes out exact.
 
 ``measure`` is what a trial calls on its final model: the margin statistics logged for every trial.
 """

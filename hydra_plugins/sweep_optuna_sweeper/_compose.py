@@ -1,12 +1,12 @@
 """Per-trial config composition that skips Hydra's full recomposition when only values change.
 
-Every launcher builds a trial's config with ``config_loader.load_sweep_config(master, overrides)``, which
-re-reads the config files, rebuilds the defaults tree and merges everything again: about 70 ms a trial on a
-2-core CPU, the largest share of a sweep's per-trial overhead. Between the trials of one sweep, usually only the
-values of a few keys change (``optimizer.lr=0.01`` then ``optimizer.lr=0.1``), and for those Hydra's own
-procedure is: compose the defaults, then assign the values. So the first trial of each *shape* (the same group
-choices and the same value keys) is composed by Hydra, and later trials of that shape start from a copy of it
-and get Hydra's own value assignment, task-override list and override dirname (about 5 ms). Anything else (a
+Every launcher builds a trial's config with ``config_loader.load_sweep_config(master, overrides)``, which re-reads
+the config files, rebuilds the defaults tree and merges everything again: about 70 ms a trial on a 2-core CPU, the
+largest share of a sweep's per-trial overhead. Between the trials of one sweep, usually only the values of a few
+keys change (``optimizer.lr=0.01`` then ``optimizer.lr=0.1``), and for those Hydra's own procedure is: compose the
+defaults, then assign the values. So the first trial of each *shape* (the same group choices and the same value
+keys) is composed by Hydra, and later trials of that shape start from a copy of it and get Hydra's own value
+assignment, task-override list and override dirname (benchmarks/compose.py: 74 ms vs 7 ms a trial). Anything else (a
 group choice that varies, ``+key``, ``~key``, ``key@pkg``, dict values) goes to Hydra unchanged.
 ``tests/test_compose.py`` checks the result equals Hydra's for each kind of override.
 """
