@@ -8,7 +8,13 @@ method measures the same 1000 inputs; times exclude model training and include e
 iterates to [0, 1], which the paper and sweep do not, so its margins run larger. Each time is the best of up to 3
 runs within 10 s. Margins are compared over the samples all three methods fooled (the per-sample loop's, when it
 runs on fewer). "other gradient form s" times sweep's DeepFool with the ``replicate`` setting the device does not
-use by default (one pass over replicated batches on CPU, per-class backward passes on GPU).
+use by default (one pass over replicated batches on CPU, per-class backward passes on GPU); "one block s" attacks all
+rows at once instead of the CPU's cache-sized blocks.
+
+"arithmetic floor s" is the least time any exact implementation could take here: the matrix-product and
+convolution FLOPs DeepFool cannot avoid (per sample, a forward pass at x and after every step, and k - 1 input-gradient
+backward passes per step, for the steps sweep's implementation took) at the device's measured float32 matrix-product
+rate. "loop / floor" is then the most any such implementation could gain over the per-sample loop.
 """
 
 from __future__ import annotations
@@ -45,6 +51,27 @@ def trained(cfg, data: Dataset, device: torch.device) -> torch.nn.Module:
     return model.eval()
 
 
+def matmul_rate(device: torch.device) -> float:
+    """FLOP/s of a float32 2048 x 2048 matrix product on ``device``: the arithmetic peak DeepFool's passes can reach."""
+    a, b = torch.randn(2, 2048, 2048, device=device)
+    seconds, _ = best_of(device, lambda: [a @ b for _ in range(10)], runs=5)
+    return 10 * 2 * 2048**3 / seconds
+
+
+def arithmetic_floor(model: torch.nn.Module, x: torch.Tensor, iterations: torch.Tensor, rate: float) -> float:
+    """Seconds the unavoidable FLOPs of exact DeepFool take at ``rate``: see the module docstring."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    row = x[:1].clone().requires_grad_(True)
+    with FlopCounterMode(display=False) as forward:
+        logits = model(row)
+    with FlopCounterMode(display=False) as backward:
+        torch.autograd.grad(logits[0, 0], row)
+    steps, rows, gaps = int(iterations.sum()), len(x), logits.shape[1] - 1
+    flops = (steps + rows) * forward.get_total_flops() + steps * gaps * backward.get_total_flops()
+    return flops / rate
+
+
 def foolbox_norms(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     import foolbox
 
@@ -70,6 +97,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for device in devices(args.device):
+        rate = matmul_rate(device)
+        print(f"{device.type}: float32 matrix products at {rate / 1e9:.0f} GFLOP/s", flush=True)
         data = digits_28(device)
         x, _ = data.train.batch(slice(0, args.samples))
         models = {"MLP 784-512-10": MLPConfig(hidden_dims=[512]), "CNN 16-32": CNNConfig(channels=[16, 32])}
@@ -79,6 +108,8 @@ def main() -> None:
             t_ours, ours = best_of(device, deepfool, model, x)
             other = device.type != "cuda"  # the gradient form this device does not use by default
             t_other, _ = best_of(device, functools.partial(deepfool, replicate=other), model, x)
+            t_block, _ = best_of(device, functools.partial(deepfool, batch_size=len(x)), model, x)
+            t_floor = arithmetic_floor(model, x, ours.iterations, rate)
             n = args.loop_samples or args.samples
             t_loop, loop = best_of(device, per_sample, model, x[:n])
             t_loop *= args.samples / n
@@ -94,9 +125,12 @@ def main() -> None:
                     f"{accuracy:.3f}",
                     f"{t_ours:.2f}",
                     f"{t_other:.2f}",
+                    f"{t_block:.2f}" if device.type == "cpu" else "-",
+                    f"{t_floor:.2f}",
                     f"{t_loop:.2f}",
                     f"{t_fb:.2f}",
                     f"{t_loop / t_ours:.1f}x",
+                    f"{t_loop / t_floor:.1f}x",
                     f"{t_fb / t_ours:.1f}x",
                     f"{int(both.sum())}/{n}",
                     " / ".join(f"{norms[:n].cpu()[both].mean():.4f}" for norms in (ours.norm, loop, fb)),
@@ -112,9 +146,12 @@ def main() -> None:
                 "test acc",
                 "sweep s",
                 "other gradient form s",
+                "one block s",
+                "arithmetic floor s",
                 "per-sample loop s",
                 "foolbox s",
                 "vs loop",
+                "loop / floor",
                 "vs foolbox",
                 "fooled by all",
                 "their mean L2 margin (sweep / loop / foolbox)",

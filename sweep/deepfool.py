@@ -5,11 +5,11 @@ iteration needs the input gradients of ``k - 1`` logit gaps (k candidate classes
 taken one of two ways: on a CPU, which is bound by arithmetic, one forward pass and ``k - 1`` backward passes (the
 fewest operations); on a GPU, which is bound by kernel launches, one forward and one backward pass over ``k - 1``
 copies of the batch (the fewest launches: 2x faster for an MLP on an H100, level for a small CNN, ``k - 1`` times
-the memory; benchmarks/deepfool.py). It follows the original code where the paper is silent: the reference class is
-the model's own prediction at x, the candidates are the top-k classes at x fixed once, and each step linearises at
-``x + (1 + overshoot) * r_total``. Where the original code adds 1e-4 to every step's length (so a step never lands
-exactly on the boundary), this one lengthens the step by a relative 1e-5: the same safeguard, without biasing small
-margins, so a linear model's margin comes out exact.
+the memory; benchmarks/deepfool.py). A CPU attacks the batch in cache-sized blocks of rows. It follows the original
+code where the paper is silent: the reference class is the model's own prediction at x, the candidates are the top-k
+classes at x fixed once, and each step linearises at ``x + (1 + overshoot) * r_total``. Where the original code adds
+1e-4 to every step's length (so a step never lands exactly on the boundary), this one lengthens the step by a
+relative 1e-5: the same safeguard, without biasing small margins, so a linear model's margin comes out exact.
 
 ``measure`` is what a trial calls on its final model: the margin statistics logged for every trial.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
@@ -28,6 +28,7 @@ from sweep.data import Dataset
 from sweep.errors import check, check_choice
 
 _STEP_STRETCH = 1.0 + 1e-5  # each step goes this much past its linearised boundary
+_CPU_PASS_BYTES = 8 << 20  # largest block of one pass on a CPU (see _cpu_rows)
 
 
 @dataclass
@@ -41,6 +42,11 @@ class DeepFoolResult:
     perturbed: torch.Tensor  # x + perturbation
     original: torch.Tensor  # the model's prediction at x: the class DeepFool moves away from
 
+    @classmethod
+    def cat(cls, parts: list[DeepFoolResult]) -> DeepFoolResult:
+        """The results of consecutive slices of a batch, as one."""
+        return cls(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(cls)})
+
 
 def deepfool(
     model: nn.Module,
@@ -50,6 +56,7 @@ def deepfool(
     candidates: int | None = None,
     *,
     replicate: bool | None = None,
+    batch_size: int | None = None,
 ) -> DeepFoolResult:
     """Minimal L2 perturbations of ``inputs`` that change ``model``'s prediction, found with DeepFool.
 
@@ -61,6 +68,8 @@ def deepfool(
         candidates: consider only the top-k classes at x (k >= 2); ``None`` means every class.
         replicate: take the k - 1 gradients in one backward pass over k - 1 copies of the batch instead of
             k - 1 passes; ``None`` does so on GPUs only. The same result either way, up to float rounding.
+        batch_size: rows attacked together (bounds memory); ``None`` takes the whole batch on a GPU and, on a CPU,
+            as many rows as keep the largest block of a pass near 8 MB (see :func:`_cpu_rows`).
 
     Returns:
         A :class:`DeepFoolResult`; samples with ``success`` False did not cross within ``max_iter`` steps.
@@ -71,19 +80,47 @@ def deepfool(
     """
     check(overshoot >= 0, "deepfool.overshoot", f"must be >= 0, got {overshoot}")
     check(max_iter >= 1, "deepfool.max_iter", f"must be >= 1, got {max_iter}")
+    check(batch_size is None or batch_size >= 1, "deepfool.batch_size", f"must be >= 1 or null, got {batch_size}")
+    inputs = inputs.detach()
     was_training = model.training
     weights = [p for p in model.parameters() if p.requires_grad]
     model.eval()
     for p in weights:  # input gradients only: a graph without weight gradients is a quarter cheaper
         p.requires_grad_(False)
     try:
-        replicate = inputs.device.type == "cuda" if replicate is None else replicate
+        on_gpu = inputs.device.type == "cuda"
+        replicate = on_gpu if replicate is None else replicate
+        rows = batch_size or (len(inputs) if on_gpu else _cpu_rows(model, inputs, candidates))
         with _full_float32():
-            return _deepfool(model, inputs.detach(), overshoot, max_iter, candidates, replicate)
+            parts = [_deepfool(model, x, overshoot, max_iter, candidates, replicate) for x in inputs.split(rows)]
+        return DeepFoolResult.cat(parts)
     finally:
         model.train(was_training)
         for p in weights:
             p.requires_grad_(True)
+
+
+def _cpu_rows(model: nn.Module, inputs: torch.Tensor, candidates: int | None) -> int:
+    """Rows per pass on a CPU: as many as keep a pass's largest block (an activation, or the k - 1 input gradients
+    of a row) under 8 MB. Larger blocks fall out of cache, and glibc returns blocks over 32 MB to the OS, so every
+    pass page-faults them in afresh: attacking 1,000 rows at once took 1.25x (MLP) to 1.4x (CNN) as long as blocks
+    of this size (benchmarks/deepfool.py, "one block" column)."""
+    widest = 0
+
+    def note(_module: nn.Module, _args: object, out: object) -> None:
+        nonlocal widest
+        if isinstance(out, torch.Tensor):
+            widest = max(widest, out[0].numel())
+
+    hooks = [m.register_forward_hook(note) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            classes = model(inputs[:1]).shape[1]
+    finally:
+        for hook in hooks:
+            hook.remove()
+    gradients = ((candidates or classes) - 1) * inputs[0].numel()
+    return max(1, _CPU_PASS_BYTES // (max(widest, gradients) * inputs.element_size()))
 
 
 @contextlib.contextmanager
@@ -102,8 +139,12 @@ def _full_float32() -> Iterator[None]:
 def _deepfool(
     model: nn.Module, x0: torch.Tensor, overshoot: float, max_iter: int, k: int | None, replicate: bool
 ) -> DeepFoolResult:
-    with torch.no_grad():
-        logits = model(x0)
+    if replicate:
+        with torch.no_grad():
+            graph, logits = None, model(x0)
+    else:  # the first step linearises at x itself: the pass that finds the candidates serves it too
+        graph = _forward(model, x0, 1)
+        logits = graph[1][0].detach()
     num_classes = logits.shape[1]
     k = num_classes if k is None else k
     check(2 <= k <= num_classes, "deepfool.candidates", f"must be in [2, {num_classes}] or null, got {k}")
@@ -112,63 +153,82 @@ def _deepfool(
     batch = x0.shape[0]
     r_total = torch.zeros_like(x0)
     iterations = torch.zeros(batch, dtype=torch.long, device=x0.device)
+    success = torch.zeros(batch, dtype=torch.bool, device=x0.device)
     active = torch.arange(batch, device=x0.device)
     scale = 1.0 + overshoot
     for _ in range(max_iter):
-        linearised = _linearise(model, x0[active] + scale * r_total[active], classes[active], replicate)
-        if linearised is None:  # every remaining sample is fooled
+        point = x0[active] + scale * r_total[active]
+        unfooled, gaps, grads = _linearise(model, point, classes[active], replicate, graph)
+        graph = None
+        success[active[~unfooled]] = True
+        active = active[unfooled]
+        if len(active) == 0:
             break
-        keep, gaps, grads = linearised  # gaps (A', k-1): f_k - f_orig; grads (A', k-1, D): w_k - w_orig
+        # gaps (A, k-1): f_k - f_orig; grads (A, k-1, D): w_k - w_orig, for the still unfooled rows
         w_norm = grads.norm(dim=2).clamp_min(1e-12)
         distance = gaps.abs() / w_norm  # distance to each linearised boundary
         best = distance.argmin(dim=1, keepdim=True)
-        step_len = distance.gather(1, best) * _STEP_STRETCH  # (A', 1)
+        step_len = distance.gather(1, best) * _STEP_STRETCH  # (A, 1)
         w_best = grads.gather(1, best.unsqueeze(2).expand(-1, 1, grads.shape[2])).squeeze(1)
-        step = (step_len / w_norm.gather(1, best)) * w_best  # (A', D)
-        active = active[keep]
+        step = (step_len / w_norm.gather(1, best)) * w_best  # (A, D)
         r_total[active] += step.view(-1, *x0.shape[1:])
         iterations[active] += 1
+    if len(active):  # rows that took max_iter steps: did the last one cross?
+        with torch.no_grad():
+            success[active] = model(x0[active] + scale * r_total[active]).argmax(1) != original[active]
     perturbation = scale * r_total
-    perturbed = x0 + perturbation
-    with torch.no_grad():
-        success = model(perturbed).argmax(1) != original
     norm = perturbation.flatten(1).norm(dim=1)
     return DeepFoolResult(
         norm=norm,
         rho=norm / x0.flatten(1).norm(dim=1).clamp_min(1e-12),
         iterations=iterations,
         success=success,
-        perturbed=perturbed,
+        perturbed=x0 + perturbation,
         original=original,
     )
 
 
 def _linearise(
-    model: nn.Module, x: torch.Tensor, classes: torch.Tensor, replicate: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-    """(still unfooled, logit gaps, their input gradients) at ``x``, the last two for the unfooled rows only.
+    model: nn.Module,
+    x: torch.Tensor,
+    classes: torch.Tensor,
+    replicate: bool,
+    graph: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rows still unfooled at ``x``, their logit gaps, the gaps' input gradients); ``graph``: a forward pass at x.
 
-    Returns None when every row is already fooled, before any backward pass.
+    The gradients are taken for the unfooled rows only. Per class (the arithmetic-bound CPU form) that takes a
+    second forward pass without the fooled rows, which costs less than carrying them through k - 1 backward passes;
+    replicated (the launch-bound GPU form) the fooled rows ride along and are dropped after.
     """
     gap_count = classes.shape[1] - 1
     copies = gap_count if replicate else 1
-    leaf = x.repeat(copies, *[1] * (x.dim() - 1)).requires_grad_(True)  # copy j serves gap j when replicated
-    logits = model(leaf).view(copies, len(x), -1)
-    keep = logits[0].argmax(1) == classes[:, 0]
-    if not keep.any():
-        return None
-    f = logits.gather(2, classes.expand(copies, *classes.shape))  # (copies, A, k)
-    gaps = f[..., 1:] - f[..., :1]  # (copies, A, k-1)
+    leaf, logits = graph or _forward(model, x, copies)
+    unfooled = logits[0].argmax(1) == classes[:, 0]
+    if not unfooled.any():
+        return unfooled, logits.new_empty(0), logits.new_empty(0)
+    kept = unfooled if replicate else slice(None)  # rows of the gradients below to keep
+    if not (replicate or unfooled.all()):
+        leaf, logits = _forward(model, x[unfooled], copies)
+        classes = classes[unfooled]
+    f = logits.gather(2, classes.expand(copies, *classes.shape))  # (copies, rows, k)
+    gaps = f[..., 1:] - f[..., :1]  # (copies, rows, k-1)
     if replicate:
-        gaps = gaps.diagonal(dim1=0, dim2=2)  # (A, k-1): copy j's gap to class j
-        grads = torch.autograd.grad(gaps.sum(), leaf)[0].view(copies, len(x), -1).transpose(0, 1)
+        gaps = gaps.diagonal(dim1=0, dim2=2)  # (rows, k-1): copy j's gap to class j
+        grads = torch.autograd.grad(gaps.sum(), leaf)[0].view(copies, len(classes), -1).transpose(0, 1)
     else:
         gaps = gaps[0]
         grads = torch.stack(
             [torch.autograd.grad(gaps[:, j].sum(), leaf, retain_graph=j < gap_count - 1)[0] for j in range(gap_count)],
             dim=1,
         ).flatten(2)
-    return keep, gaps.detach()[keep], grads[keep]
+    return unfooled, gaps.detach()[kept], grads[kept]
+
+
+def _forward(model: nn.Module, x: torch.Tensor, copies: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(leaf, logits (copies, rows, classes)) of ``copies`` stacked copies of ``x``, graph kept for input gradients."""
+    leaf = x.repeat(copies, *[1] * (x.dim() - 1)).requires_grad_(True)  # copy j serves gap j when replicated
+    return leaf, model(leaf).view(copies, len(x), -1)
 
 
 @dataclass
@@ -180,7 +240,7 @@ class DeepFoolConfig:
     overshoot: float = 0.02
     max_iter: int = 50
     candidates: int | None = None  # top-k classes; null = all
-    batch_size: int = 1000  # examples per DeepFool batch (bounds memory on large models)
+    batch_size: int | None = None  # examples attacked together; null: all on a GPU, cache-sized blocks on a CPU
 
     def __post_init__(self) -> None:
         check(self.samples >= 1, "deepfool.samples", f"must be >= 1, got {self.samples}")
@@ -188,7 +248,7 @@ class DeepFoolConfig:
         check(self.overshoot >= 0, "deepfool.overshoot", f"must be >= 0, got {self.overshoot}")
         check(self.max_iter >= 1, "deepfool.max_iter", f"must be >= 1, got {self.max_iter}")
         check(self.candidates is None or self.candidates >= 2, "deepfool.candidates", "must be >= 2 or null")
-        check(self.batch_size >= 1, "deepfool.batch_size", f"must be >= 1, got {self.batch_size}")
+        check(self.batch_size is None or self.batch_size >= 1, "deepfool.batch_size", "must be >= 1 or null")
 
 
 MARGIN_METRICS = (
@@ -214,14 +274,9 @@ def measure(model: nn.Module, data: Dataset, cfg: DeepFoolConfig) -> dict[str, f
     index = torch.randperm(len(split), generator=torch.Generator().manual_seed(cfg.seed))[:n]
     x, y = split.batch(index.to(split.y.device))
     started = time.perf_counter()
-    parts = [
-        deepfool(model, x[i : i + cfg.batch_size], cfg.overshoot, cfg.max_iter, cfg.candidates)
-        for i in range(0, n, cfg.batch_size)
-    ]
-    norm, rho, iters, success, original = (
-        torch.cat([getattr(p, name) for p in parts]) for name in ("norm", "rho", "iterations", "success", "original")
-    )
-    correct = original == y
+    result = deepfool(model, x, cfg.overshoot, cfg.max_iter, cfg.candidates, batch_size=cfg.batch_size)
+    norm, rho, success = result.norm, result.rho, result.success
+    correct = result.original == y
     counted = success & correct
     wrong = success & ~correct
     stats = torch.stack(
@@ -230,7 +285,7 @@ def measure(model: nn.Module, data: Dataset, cfg: DeepFoolConfig) -> dict[str, f
             norm[counted].median() if counted.any() else norm.new_tensor(float("nan")),
             rho[counted].mean(),
             success.float().mean(),
-            iters.float().mean(),
+            result.iterations.float().mean(),
             (~correct).sum().float(),
             norm[wrong].mean(),
         ]

@@ -91,6 +91,51 @@ def test_successful_perturbations_change_the_prediction(trained: dict, name: str
     assert torch.equal(result.original, before)
 
 
+@pytest.mark.parametrize("replicate", [False, True], ids=["per-class-backward", "replicated-batch"])
+def test_success_is_exactly_a_changed_prediction_when_steps_run_out(trained: dict, replicate: bool) -> None:
+    """With one step allowed some samples do not cross: those fooled and those not are both reported truly."""
+    data = load_dataset(DataConfig(name="digits"), CPU)
+    x, _ = data.test.batch(slice(0, 200))
+    model = trained["cnn"]
+    result = deepfool(model, x, max_iter=1, replicate=replicate)
+    with torch.no_grad():
+        changed = model(result.perturbed).argmax(1) != model(x).argmax(1)
+    assert 0 < result.success.sum() < len(x)
+    assert torch.equal(result.success, changed)
+    assert (result.iterations == 1).all()
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_blocks_of_rows_give_the_whole_batch_result(trained: dict, name: str) -> None:
+    """Attacking the batch in blocks (as on a CPU by default, or with batch_size) changes nothing but speed."""
+    data = load_dataset(DataConfig(name="digits"), CPU)
+    x, _ = data.train.batch(slice(0, 150))
+    model = trained[name]
+    whole = deepfool(model, x, batch_size=len(x))
+    for blocks in (deepfool(model, x, batch_size=17), deepfool(model, x, batch_size=100)):
+        torch.testing.assert_close(blocks.norm, whole.norm, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(blocks.perturbed, whole.perturbed, rtol=1e-4, atol=1e-6)
+        assert torch.equal(blocks.success, whole.success) and torch.equal(blocks.original, whole.original)
+        assert torch.equal(blocks.iterations, whole.iterations)
+
+
+def test_cpu_attacks_in_cache_sized_blocks() -> None:
+    """On a CPU, by default, no pass holds an activation over 8 MB (so it stays in cache and in malloc's reuse)."""
+    torch.manual_seed(0)
+    model = build_model(CNNConfig(channels=[16], hidden_dims=[]), (1, 28, 28), 10, torch.zeros(1), torch.ones(1))
+    largest = {"rows": 0, "bytes": 0}
+
+    def record(_module: nn.Module, _args: object, out: torch.Tensor) -> None:
+        largest["rows"] = max(largest["rows"], len(out))
+        largest["bytes"] = max(largest["bytes"], out.numel() * out.element_size())
+
+    for layer in model:
+        layer.register_forward_hook(record)
+    deepfool(model, torch.rand(400, 1, 28, 28), max_iter=2)
+    assert 100 < largest["rows"] < 400  # 16 x 28 x 28 floats a row: 167 rows make 8 MB
+    assert largest["bytes"] <= 8 << 20
+
+
 def test_measured_in_eval_mode_and_mode_restored() -> None:
     data = load_dataset(DataConfig(name="digits"), CPU)
     torch.manual_seed(0)
@@ -132,6 +177,8 @@ def test_bad_arguments_are_refused() -> None:
         deepfool(model, torch.rand(2, 4), candidates=1)
     with pytest.raises(ValueError, match="deepfool.overshoot"):
         deepfool(model, torch.rand(2, 4), overshoot=-1)
+    with pytest.raises(ValueError, match="deepfool.batch_size"):
+        deepfool(model, torch.rand(2, 4), batch_size=0)
 
 
 @CUDA
