@@ -211,18 +211,19 @@ def _linearise(
     if not (replicate or unfooled.all()):
         leaf, logits = _forward(model, x[unfooled], copies)
         classes = classes[unfooled]
-    f = logits.gather(2, classes.expand(copies, *classes.shape))  # (copies, rows, k)
-    gaps = f[..., 1:] - f[..., :1]  # (copies, rows, k-1)
+    f = logits[0].detach().gather(1, classes)  # (rows, k)
+    gaps = f[:, 1:] - f[:, :1]  # (rows, k-1)
+    # Cotangent j backpropagates gap j: +1 on candidate j's logit, -1 on the prediction's.
+    index = classes.T.unsqueeze(2)  # (k, rows, 1)
+    cotangents = logits.new_zeros(gap_count, *logits.shape[1:]).scatter_(2, index[1:], 1.0)  # (k-1, rows, classes)
+    cotangents.scatter_(2, index[:1].expand(gap_count, -1, -1), -1.0)
     if replicate:
-        gaps = gaps.diagonal(dim1=0, dim2=2)  # (rows, k-1): copy j's gap to class j
-        grads = torch.autograd.grad(gaps.sum(), leaf)[0].view(copies, len(classes), -1).transpose(0, 1)
+        grads = torch.autograd.grad(logits, leaf, cotangents)[0].view(copies, len(classes), -1).transpose(0, 1)
     else:
-        gaps = gaps[0]
         grads = torch.stack(
-            [torch.autograd.grad(gaps[:, j].sum(), leaf, retain_graph=j < gap_count - 1)[0] for j in range(gap_count)],
-            dim=1,
+            [torch.autograd.grad(logits[0], leaf, cotangent, retain_graph=True)[0] for cotangent in cotangents], dim=1
         ).flatten(2)
-    return unfooled, gaps.detach()[kept], grads[kept]
+    return unfooled, gaps[kept], grads[kept]
 
 
 def _forward(model: nn.Module, x: torch.Tensor, copies: int) -> tuple[torch.Tensor, torch.Tensor]:

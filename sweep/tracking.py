@@ -3,7 +3,7 @@
 A :class:`Run` wraps one MLflow run through ``MlflowClient`` (no global "active run", so many trials in one
 process never tangle). Every call is guarded: the first failure (a tracking server gone mid-sweep, a locked
 SQLite file) is warned about once, the run is given up, and training goes on; the Optuna result never depends
-on MLflow. Metrics go in one ``log_batch`` per epoch.
+on MLflow. Epoch metrics are queued and sent at most once a second; final metrics and tags go in one request.
 """
 
 from __future__ import annotations
