@@ -6,12 +6,12 @@ Models: the 784-512-10 MLP of the Fashion-MNIST study and a small CNN (two conv 
 trained for 10 epochs on the bundled digits upsampled to 28x28 (no download; test accuracy in the table). Each
 method measures the same 1000 inputs; times exclude model training and include everything else. foolbox clips its
 iterates to [0, 1], which the paper and sweep do not, so its margins run larger. Each time is the best of up to 3
-runs within 10 s. Margins are compared over the samples all three methods fooled (the per-sample loop's, when it
+runs within 30 s. Margins are compared over the samples all three methods fooled (the per-sample loop's, when it
 runs on fewer). "other gradient form s" times sweep's DeepFool with the ``replicate`` setting the device does not
 use by default (one pass over replicated batches on CPU, per-class backward passes on GPU); "one block s" attacks all
 rows at once instead of the CPU's cache-sized blocks.
 
-"arithmetic floor s" is the least time any exact implementation could take here: the matrix-product and
+"arithmetic floor s" is a lower bound on the time any exact implementation could take here: the matrix-product and
 convolution FLOPs DeepFool cannot avoid (per sample, a forward pass at x and after every step, and k - 1 input-gradient
 backward passes per step, for the steps sweep's implementation took) at the device's measured float32 matrix-product
 rate. "loop / floor" is then the most any such implementation could gain over the per-sample loop.

@@ -103,8 +103,8 @@ def deepfool(
 def _cpu_rows(model: nn.Module, inputs: torch.Tensor, candidates: int | None) -> int:
     """Rows per pass on a CPU: as many as keep a pass's largest block (an activation, or the k - 1 input gradients
     of a row) under 8 MB. Larger blocks fall out of cache, and glibc returns blocks over 32 MB to the OS, so every
-    pass page-faults them in afresh: attacking 1,000 rows at once took 1.25x (MLP) to 1.4x (CNN) as long as blocks
-    of this size (benchmarks/deepfool.py, "one block" column)."""
+    pass page-faults them in afresh: on the CNN of benchmarks/deepfool.py, attacking 1,000 rows at once took 1.1x to
+    1.4x as long as blocks of this size ("one block" column)."""
     widest = 0
 
     def note(_module: nn.Module, _args: object, out: object) -> None:
