@@ -28,7 +28,7 @@ from sweep.data import Dataset
 from sweep.errors import check, check_choice
 
 _STEP_STRETCH = 1.0 + 1e-5  # each step goes this much past its linearised boundary
-_CPU_PASS_BYTES = 8 << 20  # largest block of one pass on a CPU (see _cpu_rows)
+_PASS_BYTES = {False: 8 << 20, True: 1 << 30}  # largest block of one pass, on a GPU or not (see _rows_per_pass)
 
 
 @dataclass
@@ -68,8 +68,8 @@ def deepfool(
         candidates: consider only the top-k classes at x (k >= 2); ``None`` means every class.
         replicate: take the k - 1 gradients in one backward pass over k - 1 copies of the batch instead of
             k - 1 passes; ``None`` does so on GPUs only. The same result either way, up to float rounding.
-        batch_size: rows attacked together (bounds memory); ``None`` takes the whole batch on a GPU and, on a CPU,
-            as many rows as keep the largest block of a pass near 8 MB (see :func:`_cpu_rows`).
+        batch_size: rows attacked together; ``None`` takes as many as keep the largest block of a pass under 8 MB
+            on a CPU (cache) and 1 GiB on a GPU (memory); see :func:`_rows_per_pass`.
 
     Returns:
         A :class:`DeepFoolResult`; samples with ``success`` False did not cross within ``max_iter`` steps.
@@ -88,9 +88,8 @@ def deepfool(
     for p in weights:  # input gradients only: a graph without weight gradients is a quarter cheaper
         p.requires_grad_(False)
     try:
-        on_gpu = inputs.device.type == "cuda"
-        replicate = on_gpu if replicate is None else replicate
-        rows = batch_size or (len(inputs) if on_gpu else _cpu_rows(model, inputs, candidates))
+        replicate = inputs.device.type == "cuda" if replicate is None else replicate
+        rows = batch_size or _rows_per_pass(model, inputs, candidates, replicate)
         with _full_float32():
             parts = [_deepfool(model, x, overshoot, max_iter, candidates, replicate) for x in inputs.split(rows)]
         return DeepFoolResult.cat(parts)
@@ -100,11 +99,12 @@ def deepfool(
             p.requires_grad_(True)
 
 
-def _cpu_rows(model: nn.Module, inputs: torch.Tensor, candidates: int | None) -> int:
-    """Rows per pass on a CPU: as many as keep a pass's largest block (an activation, or the k - 1 input gradients
-    of a row) under 8 MB. Larger blocks fall out of cache, and glibc returns blocks over 32 MB to the OS, so every
-    pass page-faults them in afresh: on the CNN of benchmarks/deepfool.py, attacking 1,000 rows at once took 1.1x to
-    1.4x as long as blocks of this size ("one block" column)."""
+def _rows_per_pass(model: nn.Module, inputs: torch.Tensor, candidates: int | None, replicate: bool) -> int:
+    """Rows attacked together: as many as keep a pass's largest block (an activation of all its copies, or the k - 1
+    input gradients) within a budget. On a CPU 8 MB: larger blocks fall out of cache, and glibc returns blocks over
+    32 MB to the OS, so every pass page-faults them in afresh (on the CNN of benchmarks/deepfool.py, attacking 1,000
+    rows at once took 1.1x to 1.4x as long: its "one block" column). On a GPU 1 GiB, which bounds memory and still
+    takes 1,000 rows of the benchmark's models at once (bigger passes mean fewer launches)."""
     widest = 0
 
     def note(_module: nn.Module, _args: object, out: object) -> None:
@@ -119,8 +119,9 @@ def _cpu_rows(model: nn.Module, inputs: torch.Tensor, candidates: int | None) ->
     finally:
         for hook in hooks:
             hook.remove()
-    gradients = ((candidates or classes) - 1) * inputs[0].numel()
-    return max(1, _CPU_PASS_BYTES // (max(widest, gradients) * inputs.element_size()))
+    gaps = (candidates or classes) - 1
+    row = max(widest * (gaps if replicate else 1), gaps * inputs[0].numel()) * inputs.element_size()
+    return max(1, _PASS_BYTES[inputs.device.type == "cuda"] // row)
 
 
 @contextlib.contextmanager
@@ -241,7 +242,7 @@ class DeepFoolConfig:
     overshoot: float = 0.02
     max_iter: int = 50
     candidates: int | None = None  # top-k classes; null = all
-    batch_size: int | None = None  # examples attacked together; null: all on a GPU, cache-sized blocks on a CPU
+    batch_size: int | None = None  # examples attacked together; null: sized for the CPU cache or GPU memory
 
     def __post_init__(self) -> None:
         check(self.samples >= 1, "deepfool.samples", f"must be >= 1, got {self.samples}")

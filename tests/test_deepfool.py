@@ -119,7 +119,8 @@ def test_blocks_of_rows_give_the_whole_batch_result(trained: dict, name: str) ->
         assert torch.equal(blocks.iterations, whole.iterations)
 
 
-def test_cpu_attacks_in_cache_sized_blocks() -> None:
+@pytest.mark.parametrize("replicate", [False, True], ids=["per-class-backward", "replicated-batch"])
+def test_cpu_attacks_in_cache_sized_blocks(replicate: bool) -> None:
     """On a CPU, by default, no pass holds an activation over 8 MB (so it stays in cache and in malloc's reuse)."""
     torch.manual_seed(0)
     model = build_model(CNNConfig(channels=[16], hidden_dims=[]), (1, 28, 28), 10, torch.zeros(1), torch.ones(1))
@@ -131,8 +132,8 @@ def test_cpu_attacks_in_cache_sized_blocks() -> None:
 
     for layer in model:
         layer.register_forward_hook(record)
-    deepfool(model, torch.rand(400, 1, 28, 28), max_iter=2)
-    assert 100 < largest["rows"] < 400  # 16 x 28 x 28 floats a row: 167 rows make 8 MB
+    deepfool(model, torch.rand(400, 1, 28, 28), max_iter=2, replicate=replicate)
+    assert 100 < largest["rows"] < 400  # 16 x 28 x 28 floats a row: 167 rows (or 18 rows of 9 copies) make 8 MB
     assert largest["bytes"] <= 8 << 20
 
 
