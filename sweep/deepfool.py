@@ -81,6 +81,7 @@ def deepfool(
     check(overshoot >= 0, "deepfool.overshoot", f"must be >= 0, got {overshoot}")
     check(max_iter >= 1, "deepfool.max_iter", f"must be >= 1, got {max_iter}")
     check(batch_size is None or batch_size >= 1, "deepfool.batch_size", f"must be >= 1 or null, got {batch_size}")
+    check(len(inputs) > 0, "deepfool inputs", "need at least one sample, got an empty batch")
     inputs = inputs.detach()
     was_training = model.training
     weights = [p for p in model.parameters() if p.requires_grad]

@@ -180,6 +180,8 @@ def test_bad_arguments_are_refused() -> None:
         deepfool(model, torch.rand(2, 4), overshoot=-1)
     with pytest.raises(ValueError, match="deepfool.batch_size"):
         deepfool(model, torch.rand(2, 4), batch_size=0)
+    with pytest.raises(ValueError, match="empty batch"):
+        deepfool(model, torch.rand(0, 4))
 
 
 @CUDA
