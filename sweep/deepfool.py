@@ -28,7 +28,8 @@ from sweep.data import Dataset
 from sweep.errors import check, check_choice
 
 _STEP_STRETCH = 1.0 + 1e-5  # each step goes this much past its linearised boundary
-_PASS_BYTES = {False: 8 << 20, True: 1 << 30}  # largest block of one pass, on a GPU or not (see _rows_per_pass)
+_CPU_PASS_BYTES = 8 << 20  # largest block of one pass on a CPU: cache-sized (see _rows_per_pass)
+_GPU_PASS_BYTES = 1 << 30  # and on a GPU: bounds memory
 
 
 @dataclass
@@ -122,7 +123,8 @@ def _rows_per_pass(model: nn.Module, inputs: torch.Tensor, candidates: int | Non
             hook.remove()
     gaps = (candidates or classes) - 1
     row = max(widest * (gaps if replicate else 1), gaps * inputs[0].numel()) * inputs.element_size()
-    return max(1, _PASS_BYTES[inputs.device.type == "cuda"] // row)
+    budget = _GPU_PASS_BYTES if inputs.device.type == "cuda" else _CPU_PASS_BYTES
+    return max(1, budget // row)
 
 
 @contextlib.contextmanager
