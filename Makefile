@@ -8,12 +8,13 @@ PYTHON ?= python3
 
 setup: $(STAMP)
 
-# Re-installs only when pyproject.toml changes. Editable in "compat" mode: the PEP 660 finder would hide
-# the hydra_plugins namespace package from Hydra's plugin discovery.
+# Re-installs only when pyproject.toml changes. A plain editable install: with the src layout setuptools puts
+# src/ itself on sys.path, so Hydra's plugin discovery sees hydra_plugins as it would from a wheel.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip download -q --no-deps -d $(VENV)/wheels hydra-optuna-sweeper==1.2.0  # for tests/test_install.py
 	touch $(STAMP)
 
 # The default sweep on the bundled digits data set (no network).
@@ -27,6 +28,7 @@ system-deps:
 
 test: setup system-deps
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 bench: setup
@@ -42,3 +44,4 @@ ui: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy

@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/compose.py [--trials 50]
 
-Each trial composes the project's config with the overrides a grid sweep hands a launcher (the swept values
-plus the sweeper's bookkeeping keys), as ``load_sweep_config`` does for every job. The reusing loader composes
-the first trial with Hydra and later ones from a copy (``hydra_plugins/sweep_optuna_sweeper/_compose.py``).
+Each trial composes the project's config with the overrides a grid sweep hands a launcher (the swept values plus
+the contract's per-job environment, ``sweep.contract``), as ``load_sweep_config`` does for every job. The reusing
+loader composes the first trial with Hydra and later ones from a copy
+(``hydra_plugins/sweep_optuna_sweeper/_compose.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def per_trial_ms(loader, master, trials: int) -> float:
     start = time.perf_counter()
     for i in range(trials):
         loader.load_sweep_config(master, [f"optimizer.lr={0.01 + 0.001 * i}", f"train.batch_size={16 * (1 + i % 4)}",
-                                          f"optuna.trial_number={i}", "optuna.study_name=bench"])
+                                          f"++hydra.job.env_set.SWEEP_TRIAL_NUMBER={i}",
+                                          "++hydra.job.env_set.SWEEP_STUDY_NAME=bench"])
     return 1000 * (time.perf_counter() - start) / trials
 
 

@@ -94,5 +94,5 @@ def torchvision_root(tmp_path_factory) -> Path:
 GROUPS_OPTIONS = [
     f"{group}={path.stem}"
     for group in ("data", "model", "optimizer", "init")
-    for path in sorted((ROOT / "conf" / group).glob("*.yaml"))
+    for path in sorted((Path(CONFIG_DIR) / group).glob("*.yaml"))
 ]

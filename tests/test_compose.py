@@ -39,9 +39,11 @@ TRIALS = {
     "added keys": [["+experiment=quickstart", "+tag=1", "optimizer.lr=0.3"],
                    ["+experiment=quickstart", "+tag=2", "optimizer.lr=0.4"]],
     "deleted key": [["~deepfool", "optimizer.lr=0.3"], ["~deepfool", "optimizer.lr=0.5"]],
+    "contract environment": [["optimizer.lr=0.3", "++hydra.job.env_set.SWEEP_TRIAL_NUMBER=0"],
+                             ["optimizer.lr=0.5", "++hydra.job.env_set.SWEEP_TRIAL_NUMBER=1"]],
 }
 FULL_COMPOSITIONS = {"values": 1, "fixed group, lists and strings": 1, "group varies": 2, "added keys": 2,
-                     "deleted key": 1}
+                     "deleted key": 1, "contract environment": 1}
 
 
 @pytest.mark.parametrize("case", list(TRIALS))

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from sweep.cli import CONFIG_DIR
 from sweep.config import parse_config
 from sweep.errors import ConfigError
-from tests.conftest import ROOT, composed, run_cli, trial_config
+from tests.conftest import composed, run_cli, trial_config
 
-GROUPS = {g: sorted(p.stem for p in (ROOT / "conf" / g).glob("*.yaml")) for g in ("data", "model", "optimizer", "init")}
+GROUPS = {g: sorted(p.stem for p in (Path(CONFIG_DIR) / g).glob("*.yaml"))
+          for g in ("data", "model", "optimizer", "init")}
 
 
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g, opts in GROUPS.items() for o in opts])
@@ -98,7 +100,7 @@ def test_cli_bad_input_is_one_line_exit_2_and_leaves_no_run(tmp_path: Path, args
         assert all(r.info.status != "FINISHED" for r in runs)
 
 
-@pytest.mark.parametrize("experiment", sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")))
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml")))
 def test_every_experiment_preset_composes_and_validates(experiment: str) -> None:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf

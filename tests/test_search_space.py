@@ -1,33 +1,94 @@
-"""Override grammar -> Optuna distributions, as input -> expected tables."""
+"""Override grammar -> Optuna distributions, and conditional spaces, as input -> expected tables.
+
+The first table holds every case of hydra-optuna-sweeper's own distribution test (same inputs, same expected
+distributions), plus ours. One case differs on purpose: ``range`` excludes its stop value, as Hydra's grammar
+defines it and as Hydra's basic sweeper runs it (``range(1,3)`` is 1 and 2); hydra-optuna-sweeper includes it.
+"""
 
 from __future__ import annotations
 
+import optuna
 import pytest
 from hydra.errors import OverrideParseException
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from sweep.errors import ConfigError
-from sweep.search_space import override_text, parse_search_space
+from sweep.study.search_space import override_text, parse_search_space
 
 
 @pytest.mark.parametrize(
     ("argument", "expected"),
     [
+        # hydra-optuna-sweeper's cases
+        ("key=choice(1,2)", CategoricalDistribution((1, 2))),
+        ("key=choice(true, false)", CategoricalDistribution((True, False))),
+        ("key=choice('hello', 'world')", CategoricalDistribution(("hello", "world"))),
+        ("key=shuffle(range(1,3))", CategoricalDistribution((1, 2))),
+        ("key=range(1,3)", IntDistribution(1, 2)),  # theirs: IntDistribution(1, 3); see the module docstring
+        ("key=interval(1, 5)", FloatDistribution(1, 5)),
+        ("key=int(interval(1, 5))", IntDistribution(1, 5)),
+        ("key=tag(log, interval(1, 5))", FloatDistribution(1, 5, log=True)),
+        ("key=tag(log, int(interval(1, 5)))", IntDistribution(1, 5, log=True)),
+        ("key=range(0.5, 5.5, step=1)", FloatDistribution(0.5, 4.5, step=1)),  # theirs: high 5.5
+        # ours
         ("optimizer.lr=choice(1e-3,1e-2)", CategoricalDistribution((0.001, 0.01))),
         ("optimizer=choice(sgd,adam)", CategoricalDistribution(("sgd", "adam"))),
         ("train.batch_size=range(16,65,16)", IntDistribution(16, 64, step=16)),
         ("model.dropout=range(0.0,0.5,0.25)", FloatDistribution(0.0, 0.25, step=0.25)),
+        ("model.dropout=range(0.1,0.4,0.1)", FloatDistribution(0.1, 0.3, step=0.1)),
+        ("x=float(range(1,4))", FloatDistribution(1.0, 3.0, step=1.0)),
+        ("x=int(choice(1.5,2.5))", CategoricalDistribution((1, 2))),
+        ("x=sort(choice(3,1,2))", CategoricalDistribution((1, 2, 3))),
+        ("x=shuffle(choice(a,b))", CategoricalDistribution(("a", "b"))),
         ("optimizer.lr=tag(log,interval(1e-4,0.5))", FloatDistribution(1e-4, 0.5, log=True)),
         ("model.dropout=interval(0,0.6)", FloatDistribution(0.0, 0.6)),
         ("train.epochs=tag(int,interval(5,20))", IntDistribution(5, 20)),
+        ("train.epochs=int(interval(1,3))", IntDistribution(1, 3)),
         ("train.batch_size=tag(int,log,interval(8,512))", IntDistribution(8, 512, log=True)),
         ("model.hidden_dims=choice([512],[100,100])", CategoricalDistribution(("[512]", "[100,100]"))),
     ],
 )
 def test_sweep_overrides_become_distributions(argument: str, expected) -> None:
     space = parse_search_space({}, [argument])
-    assert list(space.distributions.values()) == [expected]
+    actual = list(space.distributions.values())
+    if isinstance(expected, CategoricalDistribution) and "shuffle" in argument:
+        assert set(actual[0].choices) == set(expected.choices)  # the order of shuffled choices is not promised
+    else:
+        assert actual == [expected]
     assert space.fixed == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "swept", "fixed"),
+    [  # hydra-optuna-sweeper's create_params_from_overrides cases: which keys are swept, which pass unchanged
+        (["key=choice(1,2)"], {"key": CategoricalDistribution((1, 2))}, []),
+        (["key=5"], {}, ["key=5"]),
+        (["key1=choice(1,2)", "key2=5"], {"key1": CategoricalDistribution((1, 2))}, ["key2=5"]),
+        (["key1=choice(1,2)", "key2=5", "key3=range(1,3)"],
+         {"key1": CategoricalDistribution((1, 2)), "key3": IntDistribution(1, 2)}, ["key2=5"]),
+        (["~z"], {}, ["~z"]),
+        (["~z=10"], {}, ["~z=10"]),
+        (["+w=choice(1,2)"], {"+w": CategoricalDistribution((1, 2))}, []),
+        (["db@src=choice(a,b)"], {"db@src": CategoricalDistribution(("a", "b"))}, []),
+    ],
+)
+def test_swept_and_fixed_overrides(arguments: list[str], swept: dict, fixed: list[str]) -> None:
+    space = parse_search_space({}, arguments)
+    assert space.distributions == swept and space.fixed == fixed
+
+
+def test_added_key_travels_with_its_plus() -> None:
+    space = parse_search_space({}, ["+model.extra=choice(1,2)"])
+    assert space.overrides({"+model.extra": 2}) == ["+model.extra=2"]
+
+
+def test_int_interval_sends_integers_to_the_trial() -> None:
+    """The bug that made every trial fail: int(interval(1,3)) used to send train.epochs=2.0976..."""
+    space = parse_search_space({}, ["train.epochs=int(interval(1,3))"])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(10):
+        (line,) = space.overrides(space.sample(study.ask()))
+        assert line in ("train.epochs=1", "train.epochs=2", "train.epochs=3")
 
 
 def test_fixed_overrides_pass_through_and_command_line_wins() -> None:
@@ -42,7 +103,8 @@ def test_fixed_overrides_pass_through_and_command_line_wins() -> None:
 
 def test_list_choices_travel_as_override_text() -> None:
     space = parse_search_space({}, ["model.hidden_dims=choice([512],[100,100,100])"])
-    assert space.textual == {"model.hidden_dims"}
+    assert space.params["model.hidden_dims"].textual
+    assert space.overrides({"model.hidden_dims": "[512]"}) == ["model.hidden_dims=[512]"]
 
 
 def test_grid_is_the_full_product_in_order() -> None:
@@ -65,6 +127,8 @@ def test_grid_refuses_continuous_interval() -> None:
         ("a=tag(log,choice(1,2))", "apply to interval"),
         ("a=range(5,5)", "is empty"),
         ("a=tag(cubic,interval(1,2))", "unknown tags"),
+        ("a=glob(*)", "cannot be a search dimension; use choice, range or interval"),
+        ("~a=choice(1,2)", r"a deleted key \(~\) cannot be swept"),
     ],
 )
 def test_unrepresentable_sweeps_are_refused(argument: str, message: str) -> None:
@@ -77,6 +141,65 @@ def test_malformed_grammar_is_refused() -> None:
         parse_search_space({}, ["optimizer.lr=choice(0.1"])
 
 
+# --- conditional spaces --------------------------------------------------------------------------------------
+CONDITIONAL = {
+    "optimizer": "choice(sgd, adam)",
+    "optimizer.lr": "choice(0.01, 0.1)",
+    "optimizer.momentum": {"when": {"optimizer": "sgd"}, "values": "choice(0.0, 0.9)"},
+    "optimizer.betas": {"when": {"optimizer": ["adam"]}, "values": "choice([0.9,0.999],[0.5,0.9])"},
+}
+
+
+def test_grid_over_a_conditional_space_enumerates_exactly_the_valid_points() -> None:
+    grid = parse_search_space(CONDITIONAL, []).grid()
+    sgd = [p for p in grid if p["optimizer"] == "sgd"]
+    adam = [p for p in grid if p["optimizer"] == "adam"]
+    assert len(grid) == 8 and len(sgd) == 4 and len(adam) == 4
+    assert all(set(p) == {"optimizer", "optimizer.lr", "optimizer.momentum"} for p in sgd)
+    assert all(set(p) == {"optimizer", "optimizer.lr", "optimizer.betas"} for p in adam)
+    assert len({tuple(sorted(p.items())) for p in grid}) == 8
+
+
+def test_sampled_trials_hold_only_the_params_of_their_branch() -> None:
+    space = parse_search_space(CONDITIONAL, [])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        point = space.sample(trial)
+        assert trial.params == point
+        expected = "optimizer.momentum" if point["optimizer"] == "sgd" else "optimizer.betas"
+        assert set(point) == {"optimizer", "optimizer.lr", expected}
+        seen.add(point["optimizer"])
+        study.tell(trial, 0.0)
+    assert seen == {"sgd", "adam"}
+
+
+def test_conditions_may_chain_and_the_command_line_keeps_them() -> None:
+    params = {**CONDITIONAL, "optimizer.nesterov": {"when": {"optimizer.momentum": 0.9}, "values": "choice(true)"}}
+    space = parse_search_space(params, ["optimizer.momentum=choice(0.5,0.9)"])
+    assert list(space.params).index("optimizer.nesterov") > list(space.params).index("optimizer.momentum")
+    grid = space.grid()
+    assert [p.get("optimizer.nesterov") for p in grid if p.get("optimizer.momentum") == 0.9] == [True, True]
+    assert all("optimizer.nesterov" not in p for p in grid if p.get("optimizer.momentum") != 0.9)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"b": {"when": {"a": 1}, "values": "choice(1,2)"}}, "a is not swept"),
+        ({"a": "interval(0,1)", "b": {"when": {"a": 0.5}, "values": "choice(1,2)"}}, "a is a continuous interval"),
+        ({"a": {"when": {"b": 1}, "values": "choice(1,2)"}, "b": {"when": {"a": 1}, "values": "choice(1,2)"}},
+         "conditions form a cycle among a, b"),
+        ({"a": {"values": "choice(1,2)", "if": {"b": 1}}}, "must be a sweep like"),
+        ({"a": {"when": {"b": 1}, "values": "5"}, "b": "choice(1,2)"}, "needs a sweep as values"),
+    ],
+)
+def test_bad_conditions_are_refused(params: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_search_space(params, [])
+
+
 @pytest.mark.parametrize(
     ("value", "text"),
     [(0.001, "0.001"), (True, "true"), (None, "null"), ([512, 256], "[512,256]"), ("adam", "adam"),
@@ -84,4 +207,3 @@ def test_malformed_grammar_is_refused() -> None:
 )
 def test_override_text(value, text: str) -> None:
     assert override_text(value) == text
-

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from sweep.storage import open_storage
+from sweep.study.storage import open_storage
 from tests.conftest import SWEEP, run_cli
 
 pytestmark = pytest.mark.slow
@@ -184,9 +184,10 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> No
         (["hydra.sweeper.sampler=grid", "optimizer.lr=interval(0.01,0.1)"],
          "error: hydra.sweeper.sampler: grid needs discrete values, but optimizer.lr is a continuous interval"),
         (["hydra.sweeper.sampler=annealing", "optimizer.lr=choice(0.1)"],
-         "error: hydra.sweeper.sampler: got 'annealing', allowed: grid, random, tpe, gp, cmaes, nsga2, qmc"),
+         "error: hydra.sweeper.sampler: got 'annealing', allowed: grid, random, tpe, gp, cmaes, nsga2, nsgaii, qmc"),
         (["hydra.sweeper.pruner=early", "optimizer.lr=choice(0.1)"],
-         "error: hydra.sweeper.pruner: got 'early', allowed: none, median, successive_halving, hyperband"),
+         "error: hydra.sweeper.pruner: got 'early', allowed: none, median, percentile, successive_halving, "
+         "hyperband, threshold"),
         (["hydra.sweeper.storage=postgresql://nobody@127.0.0.1:9/none", "optimizer.lr=choice(0.1)"],
          "error: hydra.sweeper.storage: cannot open Optuna storage"),
         (["hydra.sweeper.direction=[maximize,minimize]", "optimizer.lr=choice(0.1)"],
@@ -221,3 +222,24 @@ def test_mlflow_parent_run_nests_trials_and_gets_the_best(tmp_path: Path) -> Non
     assert parent.data.metrics["best_val_acc"] == pytest.approx(study.best_value)
     assert parent.data.tags["best.optimizer.lr"] == str(study.best_params["optimizer.lr"])
     assert {"optimization_results.yaml", "trials.md"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+
+def test_a_whole_sweep_passes_under_python_W_error(tmp_path: Path) -> None:
+    """Every warning an error, as Hydra's plugin test harness runs: the trials, MLflow, the report and figures."""
+    import sys
+
+    from mlflow import MlflowClient
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "sweep.cli", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid",
+         "name=strict", *FAST, "optimizer.lr=choice(0.02,0.1)", "train.batch_size=choice(32,64)"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "MLflow logging failed" not in result.stdout + result.stderr
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("strict").experiment_id
+    (parent,) = client.search_runs([experiment], "tags.`sweep.role` = 'sweep'")
+    assert parent.info.status == "FINISHED" and "best_val_acc" in parent.data.metrics
+    assert (tmp_path / "multirun" / "strict" / "report" / "heatmap_test_acc.png").is_file()

@@ -21,7 +21,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep.storage import open_storage
+from sweep.study.storage import open_storage
 from tests.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.slow

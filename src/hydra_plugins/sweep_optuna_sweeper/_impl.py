@@ -1,0 +1,495 @@
+"""The Optuna sweeper: ask Optuna for trials, hand them to Hydra's launcher, tell Optuna what came back.
+
+It sweeps any Hydra app whose task returns a float or a sequence of floats. Everything it says to a job goes
+through the contract in :mod:`sweep.contract` (environment variables set with ``hydra.job.env_set``), never into
+the app's config; an app that tags its task with :func:`sweep.contract.describes_study` adds a config check,
+objective names and directions, and an MLflow parent run. Everything the user can get wrong (grammar, sampler,
+pruner, directions, the app's own config) is checked before the study is opened, so a bad command leaves storage
+untouched. The study lives in a persistent storage from the first trial: rerunning the same command resumes it,
+and jobs in other processes reach it to report for pruning.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from hydra.core.config_loader import ConfigLoader
+from hydra.core.plugins import Plugins
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+
+from sweep.contract import (
+    CONFIG_ATTR,
+    FAIL_REASON_ATTR,
+    PRUNER_ATTR,
+    STUDY_HOOK,
+    WORKER_ATTR,
+    StudySpec,
+    TrialLink,
+)
+from sweep.errors import ConfigError, SweepError, check, check_choice
+from sweep.study.registry import MULTI_OBJECTIVE, build_pruner, build_sampler
+from sweep.study.results import best_trials, format_table, summarize, write_yaml
+from sweep.study.search_space import SearchSpace, override_text, parse_search_space
+from sweep.study.storage import open_storage
+from sweep.study.sweep_run import SweepRun
+
+from ._compose import ReusingConfigLoader
+
+log = logging.getLogger(__name__)
+DEFAULT_N_TRIALS = 20
+DIRECTIONS = ("minimize", "maximize")
+Hook = Callable[[DictConfig, Any], Any]  # custom_search_space: (config, optuna.Trial) -> None | {key: value}
+
+
+@dataclass
+class Plan:
+    """Everything a sweep needs, checked before any storage is touched."""
+
+    space: SearchSpace
+    metrics: list[str] | None  # objective names, when the app names them
+    directions: list[str]
+    study_name: str
+    storage: str
+    grid: list[dict[str, Any]] | None
+    n_trials: int
+    spec: StudySpec
+    hook: Hook | None
+
+
+class OptunaSweeperImpl:
+    def __init__(
+        self,
+        sampler: Any = "tpe",
+        seed: int | None = None,
+        sampler_options: Mapping[str, Any] | None = None,
+        pruner: str = "none",
+        pruner_options: Mapping[str, Any] | None = None,
+        direction: Any = None,
+        storage: str | None = None,
+        study_name: str | None = None,
+        n_trials: int | None = None,
+        n_jobs: int = 1,
+        max_failure_rate: float = 1.0,
+        params: Mapping[str, Any] | None = None,
+        custom_search_space: str | None = None,
+    ) -> None:
+        node = _plain(sampler) if isinstance(sampler, Mapping) else {"name": sampler}
+        self.sampler_name = str(node.pop("name"))
+        self.sampler_options = {**node, **_plain(sampler_options or {})}
+        if seed is not None and self.sampler_options.get("seed") is None:
+            self.sampler_options["seed"] = seed
+        self.pruner_name = pruner
+        self.pruner_options = _plain(pruner_options or {})
+        self.direction = _plain(direction) if isinstance(direction, ListConfig) else direction
+        self.storage = storage
+        self.study_name = study_name
+        self.n_trials = n_trials
+        self.n_jobs = n_jobs
+        self.max_failure_rate = max_failure_rate
+        self.params = _plain(params or {})
+        self.custom_search_space = custom_search_space
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.describe = getattr(task_function, STUDY_HOOK, None)
+        # Launchers compose each trial's config through this loader: see _compose for why it reuses compositions.
+        loader = cast(ConfigLoader, ReusingConfigLoader(hydra_context.config_loader))  # duck-typed: it delegates
+        context = HydraContext(loader, hydra_context.callbacks)
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=context, task_function=task_function, config=config
+        )
+        self.sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+
+    # ----------------------------------------------------------------------------------------------- plan
+    def plan(self, arguments: list[str]) -> Plan:
+        """Check the whole command and work out the study; raises a one-line error on any bad input."""
+        build_sampler(self.sampler_name, self.sampler_options)  # refuses unknown names and options now
+        build_pruner(self.pruner_name, self.pruner_options)
+        check(self.n_jobs >= 1, "hydra.sweeper.n_jobs", f"must be >= 1, got {self.n_jobs}")
+        n_trials_ok = self.n_trials is None or self.n_trials >= 1
+        check(n_trials_ok, "hydra.sweeper.n_trials", f"must be >= 1, got {self.n_trials}")
+        rate_ok = 0.0 <= self.max_failure_rate <= 1.0
+        check(rate_ok, "hydra.sweeper.max_failure_rate", f"must be in [0, 1], got {self.max_failure_rate}")
+        space = parse_search_space(self.params, arguments)
+        spec = self.describe(_without_hydra(self.config)) if self.describe else StudySpec()
+        directions = self._directions(spec)
+        metrics = spec.metrics
+        self._check_pruning(spec, directions)
+        check(
+            len(directions) == 1 or self.sampler_name in MULTI_OBJECTIVE,
+            "hydra.sweeper.sampler",
+            f"{self.sampler_name} is single-objective; for {len(directions)} objectives use nsgaii, tpe, gp or random",
+        )
+        grid = space.grid() if self.sampler_name == "grid" else None
+        study_name = self.study_name or spec.name or str(self.config.hydra.job.name)
+        n_trials = self.n_trials or (len(grid) if grid is not None else DEFAULT_N_TRIALS)
+        return Plan(
+            space=space,
+            metrics=metrics,
+            directions=directions,
+            study_name=study_name,
+            storage=self.storage or str(self.sweep_dir / "optuna.journal"),
+            grid=grid,
+            n_trials=n_trials,
+            spec=spec,
+            hook=self._hook(),
+        )
+
+    def _directions(self, spec: StudySpec) -> list[str]:
+        """One direction per objective: as configured, else as the app says, else minimize (the official default)."""
+        if self.direction is None:
+            given = list(spec.directions or ["minimize"] * len(spec.metrics or [None]))
+        else:
+            given = [self.direction] if isinstance(self.direction, str) else list(self.direction)
+        for d in given:
+            check_choice(d, "hydra.sweeper.direction", DIRECTIONS)
+        if spec.metrics is not None:
+            check(
+                len(given) == len(spec.metrics),
+                "hydra.sweeper.direction",
+                f"{len(given)} direction(s) {given} for {len(spec.metrics)} objective(s) {spec.metrics}; "
+                "give one per objective",
+            )
+        return given
+
+    def _check_pruning(self, spec: StudySpec, directions: list[str]) -> None:
+        if self.pruner_name == "none":
+            return
+        check(len(directions) == 1, "hydra.sweeper.pruner", "pruning needs a single objective")
+        if spec.metrics and spec.reported is not None:
+            check(
+                spec.metrics[0] in spec.reported,
+                "hydra.sweeper.pruner",
+                f"pruning needs the objective reported every step; {spec.metrics[0]} is not "
+                f"(reported: {', '.join(spec.reported)})",
+            )
+
+    def _hook(self) -> Hook | None:
+        if not self.custom_search_space:
+            return None
+        from hydra.utils import get_method
+
+        try:
+            return get_method(self.custom_search_space)
+        except Exception as error:  # noqa: BLE001 - any import failure is the same to the user
+            message = str(error).splitlines()[0]
+            raise ConfigError("hydra.sweeper.custom_search_space", f"cannot import it: {message}") from None
+
+    # ---------------------------------------------------------------------------------------------- study
+    def open_study(self, plan: Plan) -> Any:
+        import optuna
+
+        if not self.config.hydra.verbose:  # the sweep prints its own progress; Optuna's INFO lines repeat it
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = open_storage(plan.storage, "hydra.sweeper.storage")
+        try:
+            study = optuna.create_study(
+                storage=storage,
+                study_name=plan.study_name,
+                directions=cast(list[Literal["minimize", "maximize"]], plan.directions),
+                sampler=build_sampler(self.sampler_name, self.sampler_options),
+                pruner=build_pruner(self.pruner_name, self.pruner_options),
+                load_if_exists=True,
+            )
+        except Exception as error:  # noqa: BLE001 - a database that refuses us is a user-facing problem
+            raise ConfigError("hydra.sweeper.storage", f"cannot open study {plan.study_name!r}: {error}") from None
+        existing = [d.name.lower() for d in study.directions]
+        check(
+            existing == plan.directions,
+            "hydra.sweeper.direction",
+            f"study {plan.study_name!r} already exists with directions {existing}, not {plan.directions}",
+        )
+        if plan.metrics and study.metric_names is None:
+            with warnings.catch_warnings():  # set_metric_names is marked experimental since Optuna 3.2
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(plan.metrics)
+        study.set_user_attr(PRUNER_ATTR, {"name": self.pruner_name, "options": self.pruner_options})
+        return study
+
+    def _fail_orphans(self, study: Any, parent: SweepRun | None) -> None:
+        """Fail the trials left RUNNING by a sweep process of this machine that is gone (killed, crashed).
+
+        Without this, a resumed grid would count such a trial as taken and never rerun its point. Trials of a
+        live process (another sweep working on the same study) and of other machines are left alone.
+        """
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        host = socket.gethostname()
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            owner, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
+            if owner != host or not pid.isdigit() or _alive(int(pid)):
+                continue
+            reason = f"its sweep process {pid} on {host} ended while it ran"
+            try:  # the storage API, as optuna.storages.fail_stale_trials uses it
+                study._storage.set_trial_user_attr(trial._trial_id, FAIL_REASON_ATTR, reason)
+                study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            except UpdateFinishedTrialError:
+                continue  # finished meanwhile
+            log.warning("Trial %d marked FAIL: %s", trial.number, reason)
+            if parent:
+                parent.end_child(trial.number, "KILLED", reason)
+
+    def _todo(self, study: Any, plan: Plan) -> int:
+        """How many trials this run launches: the grid points or trial count still missing from the study."""
+        from optuna.trial import TrialState
+
+        trials = study.get_trials(deepcopy=False)
+        done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)]
+        if plan.grid is None:
+            return max(0, plan.n_trials - len(done))
+        taken = done + [t for t in trials if t.state == TrialState.WAITING]
+        seen = {_point_key(t.params or t.system_attrs.get("fixed_params", {})) for t in taken}
+        missing = [p for p in plan.grid if _point_key(p) not in seen]
+        waiting = sum(t.state == TrialState.WAITING for t in trials)
+        todo = min(plan.n_trials, len(missing) + waiting)
+        for point in missing[: max(0, todo - waiting)]:
+            study.enqueue_trial(point)
+        return todo
+
+    # ---------------------------------------------------------------------------------------------- sweep
+    def sweep(self, arguments: list[str]) -> list[Any]:
+        """Run the study; return the launcher's results batch by batch, as Hydra's basic sweeper does."""
+        plan = self.plan(arguments)
+        if not plan.space.params and plan.hook is None:
+            log.info("Nothing to sweep: running the job once, with no study")
+            self._save_config()
+            return [self.launcher.launch([plan.space.fixed], initial_job_idx=0)]
+        study = self.open_study(plan)
+        self._save_config()
+        parent = self._parent_run(plan)
+        self._fail_orphans(study, parent)
+        todo = self._todo(study, plan)
+        self.view_url = parent.save_view(list(plan.space.params), self._view_metrics(plan)) if parent else None
+        log.info("Study %r in %s: %d trial(s) to run, %s %s", plan.study_name, plan.storage, todo,
+                 "/".join(plan.directions), "/".join(plan.metrics or ["the task's return value"]))
+        outcome = Outcome()
+        batches: list[Any] = []
+        started, running = time.perf_counter(), []
+        worker = f"{socket.gethostname()}:{os.getpid()}"
+        try:
+            while outcome.told < todo:
+                running = [study.ask() for _ in range(min(self.n_jobs, todo - outcome.told))]
+                overrides = [self._job_overrides(trial, plan, parent, worker) for trial in running]
+                returns = self.launcher.launch(overrides, initial_job_idx=running[0].number)
+                for trial, ret in zip(running, returns, strict=True):
+                    outcome.add(self._tell(study, trial, ret, len(plan.directions)))
+                running = []
+                batches.append(returns)
+                self._progress(study, plan, outcome.told, todo, started)
+                if outcome.failure_rate > self.max_failure_rate:
+                    break
+        except BaseException:
+            for trial in running:
+                trial.set_user_attr(FAIL_REASON_ATTR, "interrupted")
+                study.tell(trial, state=_state("FAIL"))
+            if parent:
+                parent.end("KILLED", reason="sweep interrupted")
+            raise
+        self._finish(study, plan, parent)
+        outcome.raise_if_failed(self.max_failure_rate)
+        return batches
+
+    def _save_config(self) -> None:
+        """``multirun.yaml`` in the sweep folder, as Hydra's own sweepers write it: once every check has passed."""
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
+
+    def _job_overrides(self, trial: Any, plan: Plan, parent: SweepRun | None, worker: str) -> list[str]:
+        """The job's overrides: fixed ones, the trial's values, and the contract's environment."""
+        trial.set_user_attr(WORKER_ATTR, worker)
+        point = plan.space.sample(trial)
+        overrides = plan.space.overrides(point)
+        if plan.hook is not None:
+            derived = plan.hook(self.config, trial) or {}
+            extra = {k: v for k, v in trial.params.items() if k not in point}  # suggested by the hook itself
+            overrides += [f"{k}={override_text(v)}" for k, v in {**extra, **derived}.items()]
+        link = TrialLink(
+            storage=plan.storage,
+            study_name=plan.study_name,
+            trial_number=trial.number,
+            parent_run_id=parent.run_id if parent else None,
+            experiment=parent.experiment if parent else None,
+        )
+        return overrides + [f"++hydra.job.env_set.{k}={override_text(v)}" for k, v in link.env().items()]
+
+    def _tell(self, study: Any, trial: Any, ret: Any, n_objectives: int) -> str | None:
+        """Record one job's outcome: COMPLETE with its values, PRUNED, or FAIL. Returns the failure's reason.
+
+        The job's full config goes into the trial's user attributes, so the storage alone can export a rerunnable
+        config (``sweep-export``) and draw every report (``sweep-report``).
+        """
+        import optuna
+
+        if ret.cfg is not None:
+            trial.set_user_attr(CONFIG_ATTR, OmegaConf.to_container(ret.cfg, resolve=True))
+        try:
+            values = _objective_values(_job_result(ret), n_objectives)
+        except optuna.TrialPruned as pruned:
+            study.tell(trial, state=_state("PRUNED"))
+            log.info("Trial %d pruned: %s", trial.number, pruned)
+            return None
+        except Exception as error:  # noqa: BLE001 - any failure of one trial is recorded, and the sweep goes on
+            reason = f"{type(error).__name__}: {error}"
+            trial.set_user_attr(FAIL_REASON_ATTR, reason[:2000])
+            study.tell(trial, state=_state("FAIL"))
+            log.warning("Trial %d failed: %s", trial.number, reason)
+            return reason
+        study.tell(trial, values)
+        return None
+
+    def _progress(self, study: Any, plan: Plan, told: int, todo: int, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        eta = elapsed / told * (todo - told)
+        best = best_trials(study)
+        best_text = "no complete trial yet"
+        names = plan.metrics or [f"objective_{i}" for i in range(len(plan.directions))]
+        if len(best) == 1:
+            values = ", ".join(f"{m} {v:.4g}" for m, v in zip(names, best[0].values, strict=True))
+            best_text = f"best {values} (trial {best[0].number})"
+        elif best:
+            best_text = f"Pareto front of {len(best)} trial(s)"
+        log.info("[%d/%d] %s, ETA %s", told, todo, best_text, time.strftime("%H:%M:%S", time.gmtime(eta)))
+
+    # --------------------------------------------------------------------------------------------- mlflow
+    def _parent_run(self, plan: Plan) -> SweepRun | None:
+        """The sweep's MLflow run, for apps that ask for one: reopened when the study resumes."""
+        if not plan.spec.tracking_uri:
+            return None
+        run = SweepRun(True, plan.spec.tracking_uri, plan.spec.experiment or plan.study_name)
+        params = {
+            "sampler": self.sampler_name,
+            "pruner": self.pruner_name,
+            "directions": plan.directions,
+            "metrics": plan.metrics,
+            **{f"space.{k}": repr(v) for k, v in plan.space.distributions.items()},
+            **{f"fixed.{i}": o for i, o in enumerate(plan.space.fixed)},
+        }
+        tags = {"sweep.storage": plan.storage, "sweep.sampler": self.sampler_name, "sweep.pruner": self.pruner_name}
+        run.open(plan.study_name, params, tags)
+        return run if run.run_id else None
+
+    @staticmethod
+    def _view_metrics(plan: Plan) -> list[str]:
+        return [f"{prefix}_{m}" for m in plan.metrics or [] for prefix in ("final", "best")]  # trials', sweep's
+
+    def _finish(self, study: Any, plan: Plan, parent: SweepRun | None) -> None:
+        from sweep.study.report import write_report
+
+        summary = summarize(study, plan.storage)
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        results = self.sweep_dir / "optimization_results.yaml"
+        write_yaml(summary, results)
+        report_dir = self.sweep_dir / "report"
+        write_report(study, summary, report_dir)
+        table = format_table(summary)
+        print(f"\nStudy {plan.study_name!r}: {summary['states']}\n{table}\n", flush=True)
+        if "pareto_front" in summary:
+            print(f"Pareto front: trials {[t['number'] for t in summary['pareto_front']]}")
+        elif summary["best"]:
+            best = summary["best"][0]
+            print(f"Best trial {best['number']}: {dict(zip(summary['metrics'], best['values'], strict=True))} "
+                  f"with {best['params']}")
+        print(f"Results: {results}\nReport: {report_dir / 'report.md'}")
+        if parent:
+            if self.view_url:
+                local = not parent.uri.startswith(("http://", "https://"))
+                print(f"MLflow: {self.view_url}" + ("  (start the UI with `make ui`)" if local else ""))
+            parent.log_summary(summary, table, report_dir)
+            parent.end("FINISHED")
+
+
+class Outcome:
+    """What this run's trials came to: counts, and the reasons of those that failed."""
+
+    def __init__(self) -> None:
+        self.told = 0
+        self.failures: list[str] = []
+
+    def add(self, failure: str | None) -> None:
+        self.told += 1
+        if failure is not None:
+            self.failures.append(failure)
+
+    @property
+    def failure_rate(self) -> float:
+        return len(self.failures) / self.told if self.told else 0.0
+
+    def raise_if_failed(self, max_failure_rate: float) -> None:
+        """A sweep whose failures passed ``max_failure_rate``, or in which every trial failed, ends in an error."""
+        if not self.failures or (self.failure_rate <= max_failure_rate and len(self.failures) < self.told):
+            return
+        reasons = "; ".join(f"{n}x {r}" if n > 1 else r for r, n in Counter(self.failures).most_common(3))
+        if len(self.failures) == self.told:
+            raise SweepError(f"every trial failed ({self.told}): {reasons}")
+        raise SweepError(f"hydra.sweeper.max_failure_rate: {len(self.failures)} of {self.told} trials failed, "
+                         f"more than {max_failure_rate:.0%}: {reasons}")
+
+
+def _job_result(ret: Any) -> Any:
+    """The task's return value, or its exception raised. ``JobReturn.return_value`` would do the same but first
+    write "Error executing job with overrides" to stderr, for every failed and every pruned trial; the sweeper logs
+    one line of its own instead. ``_return_value`` is a dataclass field of hydra-core 1.3 (pinned below 1.4 in
+    pyproject.toml; tests/test_foreign_apps.py fails loudly if it moves)."""
+    from hydra.core.utils import JobStatus
+
+    if ret.status == JobStatus.FAILED:
+        raise ret._return_value
+    return ret.return_value
+
+
+def _objective_values(value: Any, n_objectives: int) -> list[float]:
+    """The job's return value as ``n_objectives`` finite floats; re-raises the job's own exception."""
+    if isinstance(value, list | tuple | ListConfig):
+        values = [float(v) for v in value]
+    elif value is None:
+        raise TypeError("the task returned None; a swept task returns a float, or one float per objective")
+    else:
+        values = [float(value)]
+    if len(values) != n_objectives:
+        raise ValueError(f"the task returned {len(values)} value(s) for {n_objectives} objective(s)")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"the task returned a non-finite objective {values}")
+    return values
+
+
+def _point_key(params: Mapping[str, Any]) -> tuple:
+    return tuple(sorted((k, repr(v)) for k, v in params.items()))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig | ListConfig) else dict(node)
+
+
+def _without_hydra(config: DictConfig) -> DictConfig:
+    trial = cast(DictConfig, OmegaConf.create(OmegaConf.to_container(config, resolve=False)))
+    with open_dict(trial):
+        trial.pop("hydra", None)
+    return trial
+
+
+def _state(name: str) -> Any:
+    from optuna.trial import TrialState
+
+    return TrialState[name]

@@ -1,0 +1,113 @@
+"""The ``sweep`` command: Hydra composes a trial from ``conf/`` and this task function runs it.
+
+``sweep`` runs one trial; ``sweep -m`` hands the same task to the configured Hydra sweeper. The task returns
+the metric(s) named by ``objective``, so any sweeper can optimise them. For sweep's own Optuna sweeper the task also
+describes its study (:func:`describe_study`, through :mod:`sweep.contract`): the config is checked once before any
+trial, the objectives keep their names and directions, and the trials' MLflow runs nest under one run of the sweep.
+A user error (bad value, missing data, no GPU) prints one line and exits 2 in a single run; inside a sweep it fails
+that trial only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from sweep.contract import StudySpec, TrialLink, current_link, describes_study
+from sweep.errors import SweepError
+
+CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")  # ships inside the package: any install finds it
+
+
+def objective_values(metrics: dict[str, float], objective: list[str]) -> float | tuple[float, ...]:
+    """The value(s) a sweeper optimises: a float for one objective, a tuple for several."""
+    values = tuple(float(metrics[name]) for name in objective)
+    return values[0] if len(values) == 1 else values
+
+
+def _run_name(link: TrialLink | None) -> str:
+    hc = HydraConfig.get()
+    if link is not None:
+        return f"trial_{link.trial_number}"
+    if hc.mode == RunMode.MULTIRUN:
+        return f"job_{hc.job.num}"
+    return Path(hc.runtime.output_dir).name
+
+
+def describe_study(cfg: DictConfig) -> StudySpec:
+    """What the Optuna sweeper learns of a sweep of this app, once, before the study is opened.
+
+    Raises :class:`~sweep.errors.ConfigError` for a bad fixed config, so no trial runs with it.
+    """
+    from sweep.config import parse_config
+    from sweep.objectives import EPOCH_METRICS, default_direction
+    from sweep.tracking import tracking_uri
+
+    trial = parse_config(cfg)
+    return StudySpec(
+        name=trial.name,
+        metrics=trial.objective,
+        directions=[default_direction(m) for m in trial.objective],
+        reported=EPOCH_METRICS,
+        tracking_uri=tracking_uri(trial.mlflow.tracking_uri) if trial.mlflow.enabled else None,
+        experiment=trial.mlflow.experiment,
+    )
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+@describes_study(describe_study)
+def task(cfg: DictConfig) -> float | tuple[float, ...]:
+    from sweep.config import parse_config, plain
+    from sweep.trial import run_trial
+
+    try:
+        trial_cfg = parse_config(cfg)
+        resolved = plain(cfg)
+        output_dir = Path(HydraConfig.get().runtime.output_dir)
+        link = current_link()
+        metrics = run_trial(trial_cfg, resolved, output_dir, _run_name(link), link)
+    except SweepError as error:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the sweeper records this trial as failed and goes on
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return objective_values(metrics, trial_cfg.objective)
+
+
+def one_line(error: BaseException) -> str:
+    """A Hydra or OmegaConf error as the single line the user needs: the key and what is allowed."""
+    if isinstance(error, MissingConfigException) and error.options and error.missing_cfg_file:
+        group, _, option = error.missing_cfg_file.rpartition("/")
+        return f"{group}: no option {option!r}; allowed: {', '.join(error.options)}"
+    if isinstance(error, OverrideParseException):
+        reason = re.split(r"\s*See https://", str(error))[0]
+        return f"{error.override}: cannot parse ({reason}); see Hydra's override grammar"
+    text = str(error).split("Config search path")[0]
+    parts = [line.strip() for line in text.splitlines() if line.strip()]
+    cause = error.__cause__
+    if isinstance(cause, OmegaConfBaseException) and str(cause).splitlines():
+        parts.append(str(cause).splitlines()[0])
+    return " ".join(parts)
+
+
+def main() -> None:
+    """Entry point of ``sweep``: Hydra's errors come back as one line and exit code 2."""
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let composition errors reach us instead of Hydra's printer
+    try:
+        task()
+    except (HydraException, OmegaConfBaseException, SweepError) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Weight initialisation schemes for the ``init`` config group.
+
+Applied to every Linear and Conv2d layer after the model is built and seeded; biases start at zero for every
+scheme but ``default`` (PyTorch's own per-layer init, untouched).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+import torch
+from torch import nn
+
+from sweep.errors import check, check_choice
+
+SCHEMES = (
+    "default",
+    "xavier_normal",
+    "xavier_uniform",
+    "kaiming_normal",
+    "kaiming_uniform",
+    "normal",
+    "heuristic",
+)
+# Activations after which He (Kaiming) init keeps the variance; the heuristic uses Xavier after the others.
+_RELU_LIKE = (nn.ReLU, nn.LeakyReLU, nn.CELU, nn.SiLU)
+
+
+@dataclass
+class InitConfig:
+    name: str = "default"
+    std: float = 1.0  # for ``normal``: weights ~ N(0, std^2); 1.0 is the classic "does not train" N(0, 1)
+
+    def __post_init__(self) -> None:
+        check_choice(self.name, "init.name", SCHEMES)
+        check(self.std > 0, "init.std", f"must be > 0, got {self.std}")
+
+
+def _weighted(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+
+
+def _activation_after(model: nn.Module) -> dict[nn.Module, nn.Module | None]:
+    """For each weighted layer, the first activation that follows it in module order (None for the output)."""
+    following: dict[nn.Module, nn.Module | None] = {}
+    pending: list[nn.Module] = []
+    for module in model.modules():
+        if isinstance(module, nn.Linear | nn.Conv2d):
+            pending.append(module)
+        elif isinstance(module, (*_RELU_LIKE, nn.Tanh, nn.Sigmoid)):
+            following.update({layer: module for layer in pending})
+            pending = []
+    following.update({layer: None for layer in pending})
+    return following
+
+
+def _kaiming(weight: torch.Tensor, act: nn.Module | None, normal: bool) -> None:
+    slope = act.negative_slope if isinstance(act, nn.LeakyReLU) else 0.0
+    fn = nn.init.kaiming_normal_ if normal else nn.init.kaiming_uniform_
+    fn(weight, a=slope, nonlinearity="leaky_relu" if slope else "relu")
+
+
+def init_weights(model: nn.Module, cfg: InitConfig) -> None:
+    """Re-initialise ``model``'s weights in place according to ``cfg`` (uses the global torch RNG)."""
+    if cfg.name == "default":
+        return
+    after = _activation_after(model)
+    for layer in _weighted(model):
+        weight = cast(torch.Tensor, layer.weight)
+        if cfg.name == "xavier_normal":
+            nn.init.xavier_normal_(weight)
+        elif cfg.name == "xavier_uniform":
+            nn.init.xavier_uniform_(weight)
+        elif cfg.name in ("kaiming_normal", "kaiming_uniform"):
+            _kaiming(weight, after[layer], normal=cfg.name == "kaiming_normal")
+        elif cfg.name == "normal":
+            nn.init.normal_(weight, 0.0, cfg.std)
+        elif isinstance(after[layer], _RELU_LIKE):  # heuristic: He after ReLU-like layers
+            _kaiming(weight, after[layer], normal=True)
+        else:  # heuristic: Xavier before tanh / sigmoid and for the output layer
+            nn.init.xavier_normal_(weight)
+        if layer.bias is not None:
+            nn.init.zeros_(cast(torch.Tensor, layer.bias))

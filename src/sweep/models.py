@@ -1,0 +1,191 @@
+"""Classifiers for the ``model`` config group: MLP, plain CNN and ResNet.
+
+Every model starts with :class:`Normalize`, so it takes inputs in [0, 1] and the DeepFool perturbation is
+measured in input space. Input shape and class count come from the data set, never from the config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from sweep.errors import check, check_choice
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "celu": nn.CELU,
+    "swish": nn.SiLU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "leaky_relu": nn.LeakyReLU,
+}
+
+
+def _check_common(group: str, activation: str, dropout: float, hidden_dims: list[int]) -> None:
+    check_choice(activation, f"{group}.activation", tuple(ACTIVATIONS))
+    check(0.0 <= dropout < 1.0, f"{group}.dropout", f"must be in [0, 1), got {dropout}")
+    check(all(h >= 1 for h in hidden_dims), f"{group}.hidden_dims", f"sizes must be >= 1, got {hidden_dims}")
+
+
+@dataclass
+class MLPConfig:
+    name: str = "mlp"
+    hidden_dims: list[int] = field(default_factory=lambda: [128])
+    activation: str = "relu"
+    dropout: float = 0.0  # drop probability after each hidden layer
+
+    def __post_init__(self) -> None:
+        _check_common("model", self.activation, self.dropout, self.hidden_dims)
+
+
+@dataclass
+class CNNConfig:
+    name: str = "cnn"
+    channels: list[int] = field(default_factory=lambda: [32, 64])  # K: filters of each block
+    layers_per_block: int = 2  # L: 3x3 conv layers in each block
+    pool_every: int = 2  # P: a 2x2 max-pool after every P conv layers (counted across blocks)
+    hidden_dims: list[int] = field(default_factory=lambda: [128])  # H: fully connected layers after the convs
+    batchnorm: bool = False
+    activation: str = "relu"
+    dropout: float = 0.0  # after each fully connected hidden layer
+
+    def __post_init__(self) -> None:
+        _check_common("model", self.activation, self.dropout, self.hidden_dims)
+        check(len(self.channels) >= 1 and min(self.channels) >= 1, "model.channels", "need one or more sizes >= 1")
+        check(self.layers_per_block >= 1, "model.layers_per_block", f"must be >= 1, got {self.layers_per_block}")
+        check(self.pool_every >= 1, "model.pool_every", f"must be >= 1, got {self.pool_every}")
+
+
+@dataclass
+class ResNetConfig:
+    name: str = "resnet"
+    channels: list[int] = field(default_factory=lambda: [16, 32])  # K: width of each stage
+    layers_per_block: int = 2  # L: residual blocks in each stage
+    bottleneck: bool = False  # 1x1-3x3-1x1 blocks (inner width K/4) instead of two 3x3 convs
+    hidden_dims: list[int] = field(default_factory=list)  # fully connected layers after global pooling
+    activation: str = "relu"
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_common("model", self.activation, self.dropout, self.hidden_dims)
+        check(len(self.channels) >= 1 and min(self.channels) >= 1, "model.channels", "need one or more sizes >= 1")
+        check(self.layers_per_block >= 1, "model.layers_per_block", f"must be >= 1, got {self.layers_per_block}")
+
+
+ModelConfig = MLPConfig | CNNConfig | ResNetConfig
+MODELS: dict[str, type] = {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig}
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel, with the training set's statistics held as buffers."""
+
+    mean: torch.Tensor  # (1, C, 1, 1), a buffer: saved and moved with the model
+    std: torch.Tensor
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.reshape(1, -1, 1, 1).clone())
+        self.register_buffer("std", std.reshape(1, -1, 1, 1).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def _head(in_dim: int, hidden_dims: list[int], num_classes: int, act: type[nn.Module], dropout: float) -> list:
+    """Fully connected layers ending in the class logits; the last Linear is the output layer."""
+    layers: list[nn.Module] = []
+    for width in hidden_dims:
+        layers += [nn.Linear(in_dim, width), act()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        in_dim = width
+    return [*layers, nn.Linear(in_dim, num_classes)]
+
+
+def _mlp(cfg: MLPConfig, shape: tuple[int, int, int], num_classes: int) -> list[nn.Module]:
+    in_dim = shape[0] * shape[1] * shape[2]
+    return [nn.Flatten(), *_head(in_dim, cfg.hidden_dims, num_classes, ACTIVATIONS[cfg.activation], cfg.dropout)]
+
+
+def _cnn(cfg: CNNConfig, shape: tuple[int, int, int], num_classes: int) -> list[nn.Module]:
+    act = ACTIVATIONS[cfg.activation]
+    layers: list[nn.Module] = []
+    in_ch, side, count = shape[0], min(shape[1:]), 0
+    for width in cfg.channels:
+        for _ in range(cfg.layers_per_block):
+            layers.append(nn.Conv2d(in_ch, width, 3, padding=1, bias=not cfg.batchnorm))
+            if cfg.batchnorm:
+                layers.append(nn.BatchNorm2d(width))
+            layers.append(act())
+            in_ch, count = width, count + 1
+            if count % cfg.pool_every == 0:
+                check(
+                    side >= 2,
+                    "model.pool_every",
+                    f"{count // cfg.pool_every} pools shrink the {shape[1]}x{shape[2]} input below 1x1; "
+                    "raise pool_every or use fewer layers",
+                )
+                layers.append(nn.MaxPool2d(2))
+                side //= 2
+    flat = in_ch * (shape[1] >> (count // cfg.pool_every)) * (shape[2] >> (count // cfg.pool_every))
+    return [*layers, nn.Flatten(), *_head(flat, cfg.hidden_dims, num_classes, act, cfg.dropout)]
+
+
+class ResidualBlock(nn.Module):
+    """y = act(F(x) + shortcut(x)): two 3x3 convs, or 1x1-3x3-1x1 with ``bottleneck``, with batchnorm."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, bottleneck: bool, act: type[nn.Module]) -> None:
+        super().__init__()
+        mid = max(1, out_ch // 4) if bottleneck else out_ch
+        if bottleneck:
+            convs = [(in_ch, mid, 1, 1), (mid, mid, 3, stride), (mid, out_ch, 1, 1)]
+        else:
+            convs = [(in_ch, mid, 3, stride), (mid, out_ch, 3, 1)]
+        layers: list[nn.Module] = []
+        for i, (cin, cout, k, s) in enumerate(convs):
+            layers += [nn.Conv2d(cin, cout, k, stride=s, padding=k // 2, bias=False), nn.BatchNorm2d(cout)]
+            if i < len(convs) - 1:
+                layers.append(act())
+        self.residual = nn.Sequential(*layers)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_ch != out_ch:
+            projection = nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
+            self.shortcut = nn.Sequential(projection, nn.BatchNorm2d(out_ch))
+        self.act = act()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.residual(x) + self.shortcut(x))
+
+
+def _resnet(cfg: ResNetConfig, shape: tuple[int, int, int], num_classes: int) -> list[nn.Module]:
+    act = ACTIVATIONS[cfg.activation]
+    width = cfg.channels[0]
+    layers: list[nn.Module] = [nn.Conv2d(shape[0], width, 3, padding=1, bias=False), nn.BatchNorm2d(width), act()]
+    side = min(shape[1:])
+    for stage, out_ch in enumerate(cfg.channels):
+        for block in range(cfg.layers_per_block):
+            stride = 2 if stage > 0 and block == 0 and side >= 2 else 1  # halve the map when entering a stage
+            side //= stride
+            layers.append(ResidualBlock(width, out_ch, stride, cfg.bottleneck, act))
+            width = out_ch
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return [*layers, *_head(width, cfg.hidden_dims, num_classes, act, cfg.dropout)]
+
+
+_BUILDERS: dict[type, Callable[..., list[nn.Module]]] = {MLPConfig: _mlp, CNNConfig: _cnn, ResNetConfig: _resnet}
+
+
+def build_model(
+    cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int, mean: torch.Tensor, std: torch.Tensor
+) -> nn.Sequential:
+    """The classifier of ``cfg`` for inputs of ``input_shape`` (C, H, W) in [0, 1].
+
+    Convolutional models hold their weights channels-last: oneDNN and cuDNN pick faster kernels for it, which
+    makes training and DeepFool's many backward passes 1.2-1.4x faster on CPU (benchmarks/deepfool.py).
+    """
+    model = nn.Sequential(Normalize(mean, std), *_BUILDERS[type(cfg)](cfg, input_shape, num_classes))
+    return model if isinstance(cfg, MLPConfig) else model.to(memory_format=torch.channels_last)

@@ -1,0 +1,84 @@
+"""``sweep-report``, and what a finished sweep leaves on its MLflow parent run.
+
+    sweep-report --storage multirun/quickstart/optuna.journal --study quickstart --out report/
+
+Everything is made from the study's storage alone (no MLflow needed): ``report.md`` (counts, best trial or
+Pareto front, the trials table, the figures), the figures themselves (``sweep.study.figures``),
+``optimization_results.yaml`` and ``best.yaml``, the best trial's config ready to rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from optuna import Study
+
+from sweep.errors import SweepError
+
+
+def write_report(study: Study, summary: dict[str, Any], out: Path) -> list[Path]:
+    """Write the report of ``study`` (``summary`` is its :func:`~sweep.study.results.summarize`) into ``out``.
+
+    Returns every file written, report.md first.
+    """
+    from sweep.study.export import from_study, write
+    from sweep.study.figures import study_plots
+    from sweep.study.results import write_yaml
+
+    storage_spec = summary["storage"]
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "optimization_results.yaml"
+    write_yaml(summary, results)
+    files = [results, *study_plots(study, out)]
+    if summary.get("best"):
+        try:
+            exported, metrics, directions = from_study(storage_spec, study.study_name, top=None)
+            files += write(exported, out, ["best"], {"storage": storage_spec, "study": study.study_name,
+                                                     "metrics": metrics, "directions": directions})
+        except SweepError:
+            pass  # trials from before configs were recorded: no best.yaml, the rest of the report stands
+    report = out / "report.md"
+    report.write_text(_markdown(summary, [f for f in files if f.suffix in (".png", ".html")]))
+    return [report, *files]
+
+
+def _markdown(summary: dict[str, Any], figures: list[Path]) -> str:
+    from sweep.study.results import format_table
+
+    lines = [f"# Study `{summary['study_name']}`", "",
+             f"Storage: `{summary['storage']}`  ", f"Trials: {summary['n_trials']} {summary['states']}", ""]
+    best = summary.get("best") or summary.get("pareto_front") or []
+    title = "Best trial" if "best" in summary else "Pareto front"
+    lines += [f"## {title}", ""]
+    for trial in best:
+        values = dict(zip(summary["metrics"], trial["values"], strict=True))
+        lines.append(f"- trial {trial['number']}: {values} with `{trial['params']}`")
+    lines += ["", "## Trials", "", format_table(summary), "", "## Figures", ""]
+    lines += [f"![{f.stem}]({f.name})" if f.suffix == ".png" else f"- [{f.name}]({f.name})" for f in figures]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    from sweep.study.results import summarize
+    from sweep.study.storage import load_study
+
+    parser = argparse.ArgumentParser(prog="sweep-report", description=__doc__.splitlines()[0])
+    parser.add_argument("--storage", required=True, help="Optuna storage: DB URL or *.journal path")
+    parser.add_argument("--study", required=True, help="study name")
+    parser.add_argument("--out", required=True, type=Path, help="folder for report.md and the figures")
+    args = parser.parse_args(argv)
+    try:
+        study = load_study(args.storage, args.study)
+    except SweepError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    files = write_report(study, summarize(study, args.storage), args.out)
+    print(f"{files[0]}  ({len(files)} files)")
+
+
+if __name__ == "__main__":
+    main()

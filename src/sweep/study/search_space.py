@@ -1,0 +1,269 @@
+"""Hydra's override grammar -> Optuna distributions, plus conditional parameters: pure functions, no study.
+
+    optimizer.lr=choice(1e-3,1e-2)             -> CategoricalDistribution((0.001, 0.01))
+    train.batch_size=range(16,65,16)           -> IntDistribution(16, 64, step=16)   (stop excluded, as in Hydra)
+    model.dropout=range(0.0,0.5,0.25)          -> FloatDistribution(0.0, 0.25, step=0.25)
+    optimizer.lr=tag(log,interval(1e-4,0.5))   -> FloatDistribution(1e-4, 0.5, log=True)
+    train.epochs=int(interval(5,20))           -> IntDistribution(5, 20)            (also tag(int, interval(...)))
+    train.epochs=tag(log,int(interval(5,20)))  -> IntDistribution(5, 20, log=True)
+    train.seed=shuffle(range(0,3))             -> CategoricalDistribution((0, 1, 2))
+    +model.extra=choice(1,2)                   -> a swept key the config does not have yet (param name "+model.extra")
+    train.epochs=10                            -> passed unchanged to every trial
+
+A parameter of ``hydra.sweeper.params`` may be conditional: ``{when: {optimizer: sgd}, values: "interval(0, 0.99)"}``
+is sampled (and passed to the trial) only in trials whose swept ``optimizer`` is ``sgd``; ``when`` may list several
+keys (all must hold) and several allowed values per key. A grid enumerates exactly the valid points.
+
+Choices that Optuna cannot store (lists, dicts) are kept as their override text, e.g. ``"[512]"``, which is
+exactly what the trial receives back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+
+from sweep.errors import ConfigError
+
+
+@dataclass
+class Param:
+    """One swept key: its distribution, and the values of other swept keys it depends on."""
+
+    distribution: Any  # an optuna distribution
+    textual: bool = False  # choices are stored as override text (lists, dicts)
+    when: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # swept key -> values under which this is sampled
+
+
+@dataclass
+class SearchSpace:
+    params: dict[str, Param] = field(default_factory=dict)  # in sampling order: every key after those it depends on
+    fixed: list[str] = field(default_factory=list)  # overrides every trial gets unchanged
+
+    @property
+    def distributions(self) -> dict[str, Any]:
+        return {key: p.distribution for key, p in self.params.items()}
+
+    def active(self, key: str, point: Mapping[str, Any]) -> bool:
+        """Whether ``key`` is part of a trial whose swept values so far are ``point``."""
+        return all(point.get(parent, _UNSET) in allowed for parent, allowed in self.params[key].when.items())
+
+    def sample(self, trial: Any) -> dict[str, Any]:
+        """Suggest every active parameter on an Optuna ``trial`` (define-by-run), in dependency order."""
+        point: dict[str, Any] = {}
+        for key, param in self.params.items():
+            if self.active(key, point):
+                point[key] = suggest(trial, key, param.distribution)
+        return point
+
+    def grid(self, key: str = "hydra.sweeper.sampler") -> list[dict[str, Any]]:
+        """Every valid point of a discrete space, in a fixed order; refuses continuous dimensions."""
+        points: list[dict[str, Any]] = [{}]
+        for name, param in self.params.items():
+            values = _discrete_values(name, param.distribution, key)
+            grown: list[dict[str, Any]] = []
+            for point in points:  # a point where this key is inactive stays one point, without it
+                grown += [{**point, name: v} for v in values] if self.active(name, point) else [point]
+            points = grown
+        return points
+
+    def overrides(self, point: Mapping[str, Any]) -> list[str]:
+        """The fixed overrides and ``key=value`` for each swept value of ``point``."""
+        swept = [f"{k}={v if k in self.params and self.params[k].textual else override_text(v)}"
+                 for k, v in point.items()]
+        return [*self.fixed, *swept]
+
+
+_UNSET = object()
+
+
+def suggest(trial: Any, name: str, distribution: Any) -> Any:
+    """``trial.suggest_*`` for ``distribution``: Optuna's public define-by-run API, one call per kind."""
+    import optuna.distributions as d
+
+    if isinstance(distribution, d.CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    if isinstance(distribution, d.IntDistribution):
+        return trial.suggest_int(name, distribution.low, distribution.high, step=distribution.step,
+                                 log=distribution.log)
+    return trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step,
+                               log=distribution.log)
+
+
+def _discrete_values(name: str, dist: Any, key: str) -> list:
+    import optuna.distributions as d
+
+    if isinstance(dist, d.CategoricalDistribution):
+        return list(dist.choices)
+    step = getattr(dist, "step", None)
+    if step is None:
+        raise ConfigError(
+            key, f"grid needs discrete values, but {name} is a continuous interval; use choice(...) or range(...)"
+        )
+    count = int(round((dist.high - dist.low) / step)) + 1
+    if isinstance(dist, d.FloatDistribution):
+        return [_tidy(dist.low + i * step) for i in range(count)]
+    return [int(dist.low + i * step) for i in range(count)]
+
+
+def _tidy(value: float) -> float:
+    """A float as the decimal a user typed: 0.1 + 2 * 0.1 is 0.30000000000000004, and Optuna checks steps exactly."""
+    return float(f"{value:.12g}")
+
+
+def override_text(value: Any) -> str:
+    """A Python value as Hydra override text: ``0.001``, ``true``, ``null``, ``[512,256]``, ``'a b'``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(override_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{override_text(v)}" for k, v in value.items()) + "}"
+    text = str(value)
+    if text and all(c.isalnum() or c in "_-./:" for c in text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _storable(value: Any) -> Any:
+    """Optuna stores only None, bool, int, float and str as choices."""
+    return value if value is None or isinstance(value, bool | int | float | str) else override_text(value)
+
+
+def _numbers(*values: Any) -> bool:
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+
+
+def _categorical(values: list[Any]) -> tuple[Any, bool]:
+    """(CategoricalDistribution, textual): one list or dict choice makes every choice override text."""
+    import optuna.distributions as d
+
+    if any(_storable(v) != v for v in values):
+        return d.CategoricalDistribution(tuple(override_text(v) for v in values)), True
+    return d.CategoricalDistribution(tuple(values)), False
+
+
+def _range(key: str, sweep: RangeSweep) -> tuple[Any, bool]:
+    import optuna.distributions as d
+
+    if not _numbers(sweep.start, sweep.stop, sweep.step) or cast(float, sweep.step) <= 0:
+        raise ConfigError(key, "range(start, stop, step) needs numbers and a positive step")
+    start, stop, step = cast(float, sweep.start), cast(float, sweep.stop), cast(float, sweep.step)
+    count = math.ceil(_tidy((stop - start) / step))
+    if count < 1:
+        raise ConfigError(key, f"range({start}, {stop}, {step}) is empty (the stop value is excluded, as in Hydra)")
+    integral = all(isinstance(v, int) for v in (start, step))
+    last = start + (count - 1) * step if integral else _tidy(start + (count - 1) * step)
+    if sweep.shuffle:  # shuffle(range(...)): its values as choices; the sampler picks the order
+        return _categorical([start + i * step if integral else _tidy(start + i * step) for i in range(count)])
+    if integral:
+        return d.IntDistribution(int(start), int(last), step=int(step)), False
+    return d.FloatDistribution(float(start), float(last), step=float(step)), False
+
+
+def _interval(key: str, sweep: IntervalSweep, tags: set[str]) -> Any:
+    import optuna.distributions as d
+
+    if not _numbers(sweep.start, sweep.end) or not cast(float, sweep.start) < cast(float, sweep.end):
+        raise ConfigError(key, f"interval(low, high) needs numbers with low < high, got ({sweep.start}, {sweep.end})")
+    low, high = cast(float, sweep.start), cast(float, sweep.end)
+    unknown = tags - {"log", "int"}
+    if unknown:
+        raise ConfigError(key, f"unknown tags {sorted(unknown)}; allowed: log, int")
+    log = "log" in tags
+    if log and low <= 0:
+        raise ConfigError(key, f"a log interval needs low > 0, got {low}")
+    # int(interval(a, b)) casts the bounds to int; tag(int, interval(a, b)) says the same in a tag.
+    if "int" in tags or (isinstance(low, int) and isinstance(high, int)):
+        return d.IntDistribution(int(low), int(high), log=log)
+    return d.FloatDistribution(float(low), float(high), log=log)
+
+
+def distribution(override: Override) -> tuple[Any, bool]:
+    """(the Optuna distribution, textual) of one sweep override: ``choice``, ``range`` or ``interval``."""
+    key = override.get_key_element()
+    sweep = override.value()
+    tags = set(getattr(sweep, "tags", set()) or set())
+    if isinstance(sweep, IntervalSweep):
+        return _interval(key, sweep, tags), False
+    if tags:
+        raise ConfigError(key, f"tags {sorted(tags)} apply to interval(...) only")
+    if isinstance(sweep, ChoiceSweep):
+        return _categorical(list(sweep.list))
+    if isinstance(sweep, RangeSweep):
+        return _range(key, sweep)
+    raise ConfigError(key, f"{override.input_line!r} cannot be a search dimension; use choice, range or interval")
+
+
+def _conditional(key: str, entry: Any) -> tuple[str, dict[str, tuple[Any, ...]]]:
+    """(the sweep text, its conditions) of one ``hydra.sweeper.params`` entry."""
+    if isinstance(entry, str | int | float | bool):
+        return str(entry), {}
+    if not isinstance(entry, Mapping) or set(entry) - {"when", "values"} or "values" not in entry:
+        raise ConfigError(f"hydra.sweeper.params.{key}", "must be a sweep like 'choice(1,2)' or "
+                          "{when: {other.key: value}, values: 'choice(1,2)'}")
+    when = entry.get("when") or {}
+    if not isinstance(when, Mapping):
+        raise ConfigError(f"hydra.sweeper.params.{key}.when", f"must map swept keys to values, got {when!r}")
+    conditions = {str(k): tuple(v) if isinstance(v, list | tuple) else (v,) for k, v in when.items()}
+    return str(entry["values"]), conditions
+
+
+def _ordered(params: dict[str, Param]) -> dict[str, Param]:
+    """``params`` with every key after the keys its conditions name; refuses unknown, continuous or cyclic ones."""
+    for key, param in params.items():
+        for parent in param.when:
+            if parent not in params:
+                raise ConfigError(f"hydra.sweeper.params.{key}.when",
+                                  f"{parent} is not swept; a condition names another swept key")
+            if getattr(params[parent].distribution, "step", 1) is None:
+                raise ConfigError(f"hydra.sweeper.params.{key}.when",
+                                  f"{parent} is a continuous interval; a condition needs a choice or range")
+    ordered: dict[str, Param] = {}
+    while len(ordered) < len(params):
+        ready = [k for k, p in params.items() if k not in ordered and all(q in ordered for q in p.when)]
+        if not ready:
+            cycle = sorted(k for k in params if k not in ordered)
+            raise ConfigError("hydra.sweeper.params", f"conditions form a cycle among {', '.join(cycle)}")
+        ordered.update((k, params[k]) for k in ready)
+    return ordered
+
+
+def parse_search_space(params: Mapping[str, Any] | None, arguments: list[str]) -> SearchSpace:
+    """Combine ``hydra.sweeper.params`` (config) with command-line ``arguments``; the command line wins on a key
+    (its values replace the config's; a ``when`` from the config stays).
+
+    Raises Hydra's ``OverrideParseException`` for malformed grammar and :class:`ConfigError` for sweeps
+    Optuna cannot represent.
+    """
+    parser = OverridesParser.create()
+    conditions: dict[str, dict[str, tuple[Any, ...]]] = {}
+    lines = []
+    for key, entry in (params or {}).items():
+        text, conditions[str(key)] = _conditional(str(key), entry)
+        lines.append(f"{key}={text}")
+    by_key: dict[str, Override] = {}
+    for override in parser.parse_overrides(lines) + parser.parse_overrides(arguments):
+        by_key[override.get_key_element()] = override
+    swept: dict[str, Param] = {}
+    fixed: list[str] = []
+    for key, override in by_key.items():
+        if not override.is_sweep_override():
+            if conditions.get(key):
+                raise ConfigError(f"hydra.sweeper.params.{key}", "a conditional parameter needs a sweep as values")
+            fixed.append(override.input_line or f"{key}={override.get_value_element_as_str()}")
+            continue
+        if override.is_delete():
+            raise ConfigError(key, "a deleted key (~) cannot be swept")
+        dist, textual = distribution(override)
+        swept[key] = Param(dist, textual, conditions.get(key, {}))
+    return SearchSpace(params=_ordered(swept), fixed=fixed)

@@ -1,0 +1,150 @@
+"""One trial, start to end: config -> data -> model -> train -> measure -> track.
+
+This is the whole pipeline a newcomer needs to read; each step lives in the module named for it. A sweeper
+calls it through the Hydra task in ``sweep.cli`` and never reaches inside.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sweep import deepfool, reporting
+from sweep.config import TrialConfig
+from sweep.contract import TrialLink
+from sweep.data import load_dataset
+from sweep.errors import TrialDiverged
+from sweep.init import init_weights
+from sweep.models import build_model
+from sweep.objectives import EPOCH_METRICS
+from sweep.optimizers import build_optimizer
+from sweep.plots import learning_curves
+from sweep.tracking import TrialRun, flatten, git_commit, tracking_uri
+from sweep.train import EpochCallback, fit, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+def run_trial(
+    cfg: TrialConfig, resolved: dict[str, Any], output_dir: Path, run_name: str, link: TrialLink | None = None
+) -> dict[str, float]:
+    """Train and measure the model of ``cfg``; return its final metrics, also written to ``metrics.json``.
+
+    ``resolved`` is the plain config as composed (logged as params and as ``config.yaml``). ``link`` is the
+    sweep's trial this run is (None for a single run): its MLflow run nests under the sweep's, it reports its
+    objective every epoch for pruning and records its final metrics with the trial (:mod:`sweep.reporting`).
+    Raises :class:`TrialDiverged` when the loss blows up and ``optuna.TrialPruned`` when the sweep prunes it;
+    the MLflow run is closed FAILED or KILLED with the reason either way.
+    """
+    device = resolve_device(cfg.train.device)
+    data = load_dataset(cfg.data, device)
+    train_split = data.train.head(cfg.data.train_subset)
+
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model, data.input_shape, data.num_classes, data.mean, data.std)
+    init_weights(model, cfg.init)
+    model.to(device)
+    optimizer = build_optimizer(cfg.optimizer, model.parameters())
+
+    experiment = (link and link.experiment) or cfg.mlflow.experiment or cfg.name
+    run = TrialRun(cfg.mlflow.enabled, tracking_uri(cfg.mlflow.tracking_uri), experiment)
+    run.start(run_name, flatten(resolved), _tags(cfg, device, link), link.parent_run_id if link else None)
+    run.log_text(_yaml(resolved), "config.yaml")
+    callbacks: list[EpochCallback] = [lambda m: run.log_epoch(_epoch_metrics(m), int(m["epoch"]))]
+    if link is not None and cfg.objective[0] in EPOCH_METRICS:
+        callbacks.append(lambda m: reporting.report(m[cfg.objective[0]], step=int(m["epoch"])))
+    started = time.perf_counter()
+    try:
+        with _progress(cfg.train.epochs, run_name) as show:
+            result = fit(model, optimizer, data, train_split, cfg.train, [*callbacks, show])
+        metrics = {k: v for k, v in result.history[-1].items() if k != "epoch_seconds"}
+        metrics["epochs"] = metrics.pop("epoch")
+        metrics["train_seconds"] = time.perf_counter() - started
+        if cfg.deepfool.enabled:
+            metrics.update(deepfool.measure(model, data, cfg.deepfool))
+    except BaseException as error:
+        _close_failed(run, error)
+        raise
+    finally:
+        del optimizer
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    reporting.record(metrics)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    curves = learning_curves(result.history, output_dir / "learning_curves.png")
+    if cfg.train.checkpoint != "none":
+        torch.save(result.best_state or model.state_dict(), output_dir / "model.pt")
+    final = {f"final_{k}": v for k, v in metrics.items()}
+    run.log(final, tags={"sweep.stopped": result.stopped, "optuna.state": "COMPLETE"})
+    run.log_file(output_dir / "metrics.json")
+    run.log_file(curves)
+    run.end("FINISHED")
+    return metrics
+
+
+def _close_failed(run: TrialRun, error: BaseException) -> None:
+    """Close the run with the state Optuna gives the trial: KILLED when pruned or interrupted, else FAILED."""
+    pruned = type(error).__name__ == "TrialPruned"
+    interrupted = isinstance(error, KeyboardInterrupt)
+    run.log(tags={"optuna.state": "PRUNED" if pruned else "FAIL", "sweep.diverged": isinstance(error, TrialDiverged)})
+    run.end("KILLED" if pruned or interrupted else "FAILED", reason=str(error) or type(error).__name__)
+
+
+def _epoch_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if k != "epoch"}
+
+
+def _tags(cfg: TrialConfig, device: torch.device, link: TrialLink | None) -> dict[str, str]:
+    tags = {
+        "device": str(device),
+        "seed": str(cfg.train.seed),
+        "data": cfg.data.name,
+        "model": cfg.model.name,
+        "optimizer": cfg.optimizer.name,
+        "init": cfg.init.name,
+    }
+    if link is not None:
+        tags["optuna.trial_number"] = str(link.trial_number)
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def _yaml(tree: dict[str, Any]) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.create(tree))
+
+
+@contextlib.contextmanager
+def _progress(epochs: int, label: str) -> Iterator[EpochCallback]:
+    """An epoch bar with live loss and accuracy on a terminal; one log line per epoch otherwise."""
+    if not sys.stderr.isatty():
+        yield lambda m: log.info(
+            "epoch %d/%d train_loss %.4f train_acc %.4f val_acc %.4f test_acc %.4f",
+            m["epoch"], epochs, m["train_loss"], m["train_acc"], m["val_acc"], m["test_acc"],
+        )
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+               TextColumn("{task.fields[stats]}"))
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task(label, total=epochs, stats="")
+
+        def show(m: dict[str, float]) -> None:
+            stats = f"loss {m['train_loss']:.4f} acc {m['train_acc']:.3f} val {m['val_acc']:.3f}"
+            bar.update(task, completed=int(m["epoch"]), stats=stats)
+
+        yield show
