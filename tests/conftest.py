@@ -15,7 +15,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from sweep.cli import CONFIG_DIR
-from sweep.config import TrialConfig, parse_config
+from sweep.config import GROUPS, TrialConfig, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEP = str(Path(sys.executable).parent / "sweep")
@@ -91,8 +91,4 @@ def torchvision_root(tmp_path_factory) -> Path:
 
 # Every option of every config group, as overrides ("model=cnn"); data sets other than digits use the
 # torchvision-layout fixture files.
-GROUPS_OPTIONS = [
-    f"{group}={path.stem}"
-    for group in ("data", "model", "optimizer", "init")
-    for path in sorted((Path(CONFIG_DIR) / group).glob("*.yaml"))
-]
+GROUPS_OPTIONS = [f"{group}={option}" for group, choices in GROUPS.items() for option in sorted(choices)]

@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from sweep.cli import CONFIG_DIR
-from sweep.config import parse_config
+from sweep.config import GROUPS, SECTIONS, parse_config
 from sweep.errors import ConfigError
 from tests.conftest import composed, run_cli, trial_config
 
-GROUPS = {g: sorted(p.stem for p in (Path(CONFIG_DIR) / g).glob("*.yaml"))
-          for g in ("data", "model", "optimizer", "init")}
+OPTIONS = {group: sorted(choices) for group, choices in GROUPS.items()}
 
 
-@pytest.mark.parametrize(("group", "option"), [(g, o) for g, opts in GROUPS.items() for o in opts])
-def test_every_group_option_composes_and_validates(group: str, option: str) -> None:
-    cfg, _ = trial_config(f"{group}={option}")
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g, opts in OPTIONS.items() for o in opts])
+def test_every_group_option_composes_to_its_dataclass_defaults(group: str, option: str) -> None:
+    """The dataclass is the one source of each default: what Hydra composes for an option is exactly it."""
+    cfg, resolved = trial_config(f"{group}={option}")
     assert getattr(cfg, group).name == option
+    assert resolved[group] == dataclasses.asdict(GROUPS[group][option](name=option))
+
+
+@pytest.mark.parametrize("section", sorted(SECTIONS))
+def test_every_section_composes_to_its_dataclass_defaults(section: str) -> None:
+    assert composed()[section] == dataclasses.asdict(SECTIONS[section]())
+
+
+def test_no_group_keeps_a_yaml_copy_of_its_defaults() -> None:
+    assert sorted(p.name for p in Path(CONFIG_DIR).iterdir()) == ["config.yaml", "experiment", "hydra"]
 
 
 def test_groups_are_complete() -> None:
-    assert GROUPS == {
+    assert OPTIONS == {
         "data": ["cifar10", "digits", "fashion_mnist", "mnist"],
         "model": ["cnn", "mlp", "resnet"],
         "optimizer": ["adam", "adamw", "rmsprop", "sgd"],
@@ -48,8 +59,7 @@ def test_groups_are_complete() -> None:
         (["deepfool.split=holdout"], "deepfool.split", "train, val, test"),
         (["objective=[accuracy]"], "objective", "val_acc"),
         (["deepfool.enabled=false", "objective=[deepfool_margin]"], "objective", "deepfool.enabled=true"),
-        (["+model.hiden_dims=[3]"], "model.hiden_dims", "not in"),
-        (["train.epochs=ten"], "train.epochs", "Integer"),
+        (["init=normal", "init.std=0"], "init.std", "> 0"),
     ],
 )
 def test_bad_values_name_key_and_allowed(overrides: list[str], key: str, allowed: str) -> None:
@@ -78,6 +88,9 @@ def test_exported_flat_config_validates_like_a_composed_one() -> None:
         (["model=transformer"], "error: model: no option 'transformer'; allowed: cnn, mlp, resnet"),
         (["optimizer.lr=-1"], "error: optimizer.lr: must be > 0, got -1.0"),
         (["train.batch_size=abc"], "error: train.batch_size: Value 'abc' of type 'str' could not be converted"),
+        (["train.epochs=ten"], "error: train.epochs: Value 'ten' of type 'str' could not be converted to Integer"),
+        (["+model.hiden_dims=[3]"], "error: model.hiden_dims: Key 'hiden_dims' not in 'MLPConfig'"),
+        (["init.std=2"], "error: init.std: Key 'std' not in 'InitConfig'"),
         (["train.device=cuda"], "error: train.device: got 'cuda' but CUDA is not available here; allowed: auto, cpu"),
         (["data=mnist", "data.root=nowhere"], "error: data.root: mnist not found at "),
     ],

@@ -22,6 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+import sweep.config  # noqa: F401 - registers the trial's config groups with Hydra before it composes
 from sweep.contract import StudySpec, TrialLink, current_link, describes_study
 from sweep.errors import SweepError
 
@@ -91,9 +92,11 @@ def one_line(error: BaseException) -> str:
     if isinstance(error, OverrideParseException):
         reason = re.split(r"\s*See https://", str(error))[0]
         return f"{error.override}: cannot parse ({reason}); see Hydra's override grammar"
+    cause = error.__cause__
+    if getattr(cause, "full_key", None):  # a wrong type or an unknown key in a typed config
+        return f"{cause.full_key}: {str(cause).splitlines()[0]}"  # type: ignore[union-attr]
     text = str(error).split("Config search path")[0]
     parts = [line.strip() for line in text.splitlines() if line.strip()]
-    cause = error.__cause__
     if isinstance(cause, OmegaConfBaseException) and str(cause).splitlines():
         parts.append(str(cause).splitlines()[0])
     return " ".join(parts)

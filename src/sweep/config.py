@@ -1,9 +1,11 @@
 """The trial config: what Hydra composes from ``conf/``, checked against the dataclasses beside the code.
 
-Each config group names its dataclass by its ``name`` key (``model.name: mlp`` -> ``MLPConfig``), so a config
-exported as one flat YAML file validates exactly like one composed from groups. Checking merges the node into
-its dataclass (unknown keys and wrong types fail) and then builds the dataclass (ranges fail in
-``__post_init__``), before any data is loaded.
+The dataclasses are the one source of every default: each group option (``optimizer=sgd``) and each section
+(``train``) is its dataclass, registered with Hydra's ConfigStore below; ``conf/config.yaml`` only selects them and
+presets only override. Each config group names its dataclass by its ``name`` key (``model.name: mlp`` ->
+``MLPConfig``), so a config exported as one flat YAML file validates exactly like one composed from groups.
+Checking merges the node into its dataclass (unknown keys and wrong types fail) and then builds the dataclass
+(ranges fail in ``__post_init__``), before any data is loaded.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
+from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sweep.data import DATASETS, DataConfig
 from sweep.deepfool import MARGIN_METRICS, DeepFoolConfig
 from sweep.errors import ConfigError, check, check_choice
-from sweep.init import SCHEMES, InitConfig
+from sweep.init import INIT_SCHEMES, InitConfig
 from sweep.models import MODELS, ModelConfig
 from sweep.objectives import EPOCH_METRICS
 from sweep.optimizers import OPTIMIZERS, OptimizerConfig
@@ -29,13 +32,13 @@ METRICS = (*EPOCH_METRICS, *MARGIN_METRICS, "train_seconds", "epochs")
 
 
 # For each group, which dataclass each ``name`` selects.
-_GROUPS: dict[str, dict[str, type]] = {
+GROUPS: dict[str, dict[str, type]] = {
     "data": dict.fromkeys(DATASETS, DataConfig),
     "model": MODELS,
     "optimizer": OPTIMIZERS,
-    "init": dict.fromkeys(SCHEMES, InitConfig),
+    "init": INIT_SCHEMES,
 }
-_SECTIONS: dict[str, type] = {
+SECTIONS: dict[str, type] = {
     "train": TrainConfig,
     "deepfool": DeepFoolConfig,
     "mlflow": MlflowConfig,
@@ -95,16 +98,29 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> TrialConfig:
     known = {f.name for f in fields(TrialConfig)}
     for key in tree:
         check(key in known, key, f"unknown key; allowed top-level keys: {', '.join(sorted(known))}")
-    for key in ("name", "objective", *_GROUPS):
+    for key in ("name", "objective", *GROUPS):
         check(key in tree, key, "missing")
     parsed: dict[str, Any] = {"name": tree["name"]}
     objective = tree["objective"]
     parsed["objective"] = [objective] if isinstance(objective, str) else list(objective)
-    for group, choices in _GROUPS.items():
+    for group, choices in GROUPS.items():
         node = tree[group]
         name = node.get("name") if isinstance(node, dict) else None
         check_choice(name, f"{group}.name", tuple(choices))
         parsed[group] = _typed(choices[str(name)], node, group)
-    for section, cls in _SECTIONS.items():
+    for section, cls in SECTIONS.items():
         parsed[section] = _typed(cls, tree.get(section, {}), section)
     return TrialConfig(**parsed)
+
+
+def _register() -> None:
+    """Each group option and section as a Hydra config, made from its dataclass's defaults."""
+    store = ConfigStore.instance()
+    for group, choices in GROUPS.items():
+        for name, cls in choices.items():
+            store.store(group=group, name=name, node=cls(name=name), provider="sweep")
+    for section, cls in SECTIONS.items():
+        store.store(group=section, name="default", node=cls(), provider="sweep")
+
+
+_register()

@@ -12,7 +12,7 @@ from typing import cast
 import torch
 from torch import nn
 
-from sweep.errors import check, check_choice
+from sweep.errors import ConfigError, check, check_choice
 
 SCHEMES = (
     "default",
@@ -27,17 +27,47 @@ SCHEMES = (
 _RELU_LIKE = (nn.ReLU, nn.LeakyReLU, nn.CELU, nn.SiLU)
 
 
+UNKNOWN_LAYERS = ("error", "default")
+
+
 @dataclass
 class InitConfig:
     name: str = "default"
-    std: float = 1.0  # for ``normal``: weights ~ N(0, std^2); 1.0 is the classic "does not train" N(0, 1)
+    # A layer with weights that is neither Linear nor Conv2d nor a normalisation layer (which keeps PyTorch's
+    # weight 1, bias 0 by design): error stops the trial; default leaves it at PyTorch's own init.
+    unknown_layers: str = "error"
 
     def __post_init__(self) -> None:
         check_choice(self.name, "init.name", SCHEMES)
+        check_choice(self.unknown_layers, "init.unknown_layers", UNKNOWN_LAYERS)
+
+
+@dataclass
+class NormalInitConfig(InitConfig):
+    name: str = "normal"
+    std: float = 1.0  # weights ~ N(0, std^2); 1.0 is the classic "does not train" N(0, 1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         check(self.std > 0, "init.std", f"must be > 0, got {self.std}")
 
 
-def _weighted(model: nn.Module) -> list[nn.Module]:
+# Which dataclass each scheme takes: only ``normal`` has a std (init.std with another scheme is refused).
+INIT_SCHEMES: dict[str, type] = {name: NormalInitConfig if name == "normal" else InitConfig for name in SCHEMES}
+
+
+_KNOWN = (nn.Linear, nn.Conv2d, nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)  # norms: left alone
+
+
+def _weighted(model: nn.Module, unknown_layers: str) -> list[nn.Module]:
+    """The layers a scheme initialises; a layer with weights of another kind is an error unless the user asked to
+    leave such layers at PyTorch's init (``init.unknown_layers=default``)."""
+    unknown = [m for m in model.modules()
+               if any(True for _ in m.parameters(recurse=False)) and not isinstance(m, _KNOWN)]
+    if unknown and unknown_layers == "error":
+        kinds = ", ".join(sorted({type(m).__name__ for m in unknown}))
+        raise ConfigError("init.unknown_layers", f"the init schemes do not know {kinds}; set init.unknown_layers="
+                          "default to leave them at PyTorch's initialisation")
     return [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
 
 
@@ -66,7 +96,7 @@ def init_weights(model: nn.Module, cfg: InitConfig) -> None:
     if cfg.name == "default":
         return
     after = _activation_after(model)
-    for layer in _weighted(model):
+    for layer in _weighted(model, cfg.unknown_layers):
         weight = cast(torch.Tensor, layer.weight)
         if cfg.name == "xavier_normal":
             nn.init.xavier_normal_(weight)
@@ -74,7 +104,7 @@ def init_weights(model: nn.Module, cfg: InitConfig) -> None:
             nn.init.xavier_uniform_(weight)
         elif cfg.name in ("kaiming_normal", "kaiming_uniform"):
             _kaiming(weight, after[layer], normal=cfg.name == "kaiming_normal")
-        elif cfg.name == "normal":
+        elif isinstance(cfg, NormalInitConfig):
             nn.init.normal_(weight, 0.0, cfg.std)
         elif isinstance(after[layer], _RELU_LIKE):  # heuristic: He after ReLU-like layers
             _kaiming(weight, after[layer], normal=True)

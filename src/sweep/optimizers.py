@@ -26,8 +26,8 @@ def _check_momentum(momentum: float) -> None:
 @dataclass
 class SGDConfig:
     name: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.0
+    lr: float = 0.05
+    momentum: float = 0.9  # the "SGD + momentum" of the studies; 0.0 for plain SGD
     nesterov: bool = False
     weight_decay: float = 0.0
 
