@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from sweep.data import DataConfig, load_dataset
-from sweep.deepfool import DeepFoolConfig, deepfool, measure
+from sweep.deepfool import deepfool
+from sweep.measures.deepfool import DeepFoolConfig, margins
 from sweep.models import CNNConfig, MLPConfig, build_model
 from sweep.optimizers import SGDConfig, build_optimizer
 from sweep.train import TrainConfig, fit
@@ -158,7 +159,7 @@ def test_measure_counts_misclassified_apart(trained: dict) -> None:
     data = load_dataset(DataConfig(name="digits"), CPU)
     model = trained["mlp"]
     cfg = DeepFoolConfig(samples=300, split="test", batch_size=128)
-    stats = measure(model, data, cfg)
+    stats = margins(model, data, cfg)
     index = torch.randperm(len(data.test), generator=torch.Generator().manual_seed(cfg.seed))[:300]
     x, y = data.test.batch(index)
     with torch.no_grad():

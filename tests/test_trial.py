@@ -133,6 +133,7 @@ def test_cuda_trial_matches_cpu_accuracy_and_frees_the_device(tmp_path: Path) ->
     assert torch.cuda.memory_allocated() <= held  # a second trial leaves no more behind than the first
 
 
+@pytest.mark.slow
 def test_default_trial_peak_memory_stays_under_1_5_gb(tmp_path: Path) -> None:
     """The whole default CPU trial (imports, data, training, DeepFool, MLflow) in a fresh process, as `sweep` runs it.
 

@@ -18,16 +18,16 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sweep.data import DATASETS, DataConfig
-from sweep.deepfool import MARGIN_METRICS, DeepFoolConfig
 from sweep.errors import ConfigError, check, check_choice
 from sweep.init import INIT_SCHEMES, InitConfig
+from sweep.measures import MEASURE_METRICS, MEASURES, measure_of
 from sweep.models import MODELS, ModelConfig
 from sweep.objectives import EPOCH_METRICS
 from sweep.optimizers import OPTIMIZERS, OptimizerConfig
 from sweep.tracking import MlflowConfig
 from sweep.train import TrainConfig
 
-METRICS = (*EPOCH_METRICS, *MARGIN_METRICS, "train_seconds", "epochs")
+METRICS = (*EPOCH_METRICS, *MEASURE_METRICS, "train_seconds", "epochs")
 
 
 
@@ -40,8 +40,8 @@ GROUPS: dict[str, dict[str, type]] = {
 }
 SECTIONS: dict[str, type] = {
     "train": TrainConfig,
-    "deepfool": DeepFoolConfig,
     "mlflow": MlflowConfig,
+    **{name: measure.config for name, measure in MEASURES.items()},  # deepfool, deepfool_test, ...
 }
 
 
@@ -54,8 +54,8 @@ class TrialConfig:
     optimizer: OptimizerConfig
     init: InitConfig
     train: TrainConfig = field(default_factory=TrainConfig)
-    deepfool: DeepFoolConfig = field(default_factory=DeepFoolConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    measures: dict[str, Any] = field(default_factory=dict)  # each measure's options, by name (sweep.measures)
 
     def __post_init__(self) -> None:
         valid_name = bool(self.name) and "/" not in self.name
@@ -63,11 +63,9 @@ class TrialConfig:
         check(len(self.objective) >= 1, "objective", f"needs at least one metric, allowed: {', '.join(METRICS)}")
         for metric in self.objective:
             check_choice(metric, "objective", METRICS)
-            check(
-                self.deepfool.enabled or not metric.startswith("deepfool_"),
-                "objective",
-                f"{metric} needs deepfool.enabled=true",
-            )
+            measure = measure_of(metric)
+            if measure is not None:
+                check(self.measures[measure.name].enabled, "objective", f"{metric} needs {measure.name}.enabled=true")
 
 
 def plain(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +93,7 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> TrialConfig:
     """The validated :class:`TrialConfig` of a composed (or exported) config; raises :class:`ConfigError`."""
     tree = plain(cfg)
     tree.pop("hydra", None)
-    known = {f.name for f in fields(TrialConfig)}
+    known = {f.name for f in fields(TrialConfig)} - {"measures"} | set(SECTIONS)
     for key in tree:
         check(key in known, key, f"unknown key; allowed top-level keys: {', '.join(sorted(known))}")
     for key in ("name", "objective", *GROUPS):
@@ -108,8 +106,10 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> TrialConfig:
         name = node.get("name") if isinstance(node, dict) else None
         check_choice(name, f"{group}.name", tuple(choices))
         parsed[group] = _typed(choices[str(name)], node, group)
+    parsed["measures"] = {}
     for section, cls in SECTIONS.items():
-        parsed[section] = _typed(cls, tree.get(section, {}), section)
+        options = _typed(cls, tree.get(section, {}), section)
+        (parsed["measures"] if section in MEASURES else parsed)[section] = options
     return TrialConfig(**parsed)
 
 

@@ -11,21 +11,19 @@ classes at x fixed once, and each step linearises at ``x + (1 + overshoot) * r_t
 1e-4 to every step's length (so a step never lands exactly on the boundary), this one lengthens the step by a
 relative 1e-5: the same safeguard, without biasing small margins, so a linear model's margin comes out exact.
 
-``measure`` is what a trial calls on its final model: the margin statistics logged for every trial.
+A trial measures its final model with it through ``sweep.measures.deepfool`` (the margin statistics).
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
 
-from sweep.data import Dataset
-from sweep.errors import check, check_choice
+from sweep.errors import check
 
 _STEP_STRETCH = 1.0 + 1e-5  # each step goes this much past its linearised boundary
 _CPU_PASS_BYTES = 8 << 20  # largest block of one pass on a CPU: cache-sized (see _rows_per_pass)
@@ -234,67 +232,3 @@ def _forward(model: nn.Module, x: torch.Tensor, copies: int) -> tuple[torch.Tens
     """(leaf, logits (copies, rows, classes)) of ``copies`` stacked copies of ``x``, graph kept for input gradients."""
     leaf = x.repeat(copies, *[1] * (x.dim() - 1)).requires_grad_(True)  # copy j serves gap j when replicated
     return leaf, model(leaf).view(copies, len(x), -1)
-
-
-@dataclass
-class DeepFoolConfig:
-    enabled: bool = True
-    samples: int = 1000  # examples measured (the first N of a fixed shuffle of the split)
-    split: str = "train"  # train | val | test
-    seed: int = 0  # picks the examples; the same for every trial so margins compare across a sweep
-    overshoot: float = 0.02
-    max_iter: int = 50
-    candidates: int | None = None  # top-k classes; null = all
-    batch_size: int | None = None  # examples attacked together; null: sized for the CPU cache or GPU memory
-
-    def __post_init__(self) -> None:
-        check(self.samples >= 1, "deepfool.samples", f"must be >= 1, got {self.samples}")
-        check_choice(self.split, "deepfool.split", ("train", "val", "test"))
-        check(self.overshoot >= 0, "deepfool.overshoot", f"must be >= 0, got {self.overshoot}")
-        check(self.max_iter >= 1, "deepfool.max_iter", f"must be >= 1, got {self.max_iter}")
-        check(self.candidates is None or self.candidates >= 2, "deepfool.candidates", "must be >= 2 or null")
-        check(self.batch_size is None or self.batch_size >= 1, "deepfool.batch_size", "must be >= 1 or null")
-
-
-MARGIN_METRICS = (
-    "deepfool_margin",
-    "deepfool_median",
-    "deepfool_rho",
-    "deepfool_success_rate",
-    "deepfool_iterations",
-    "deepfool_seconds",
-    "deepfool_misclassified",
-    "deepfool_misclassified_margin",
-)
-
-
-def measure(model: nn.Module, data: Dataset, cfg: DeepFoolConfig) -> dict[str, float]:
-    """DeepFool margin statistics of ``model`` on ``cfg.samples`` examples of ``cfg.split``.
-
-    The margin averages only samples the model classifies correctly and DeepFool fools; originally
-    misclassified samples are counted (and their mean margin reported) apart.
-    """
-    split = data.split(cfg.split)
-    n = min(cfg.samples, len(split))
-    index = torch.randperm(len(split), generator=torch.Generator().manual_seed(cfg.seed))[:n]
-    x, y = split.batch(index.to(split.y.device))
-    started = time.perf_counter()
-    result = deepfool(model, x, cfg.overshoot, cfg.max_iter, cfg.candidates, batch_size=cfg.batch_size)
-    norm, rho, success = result.norm, result.rho, result.success
-    correct = result.original == y
-    counted = success & correct
-    wrong = success & ~correct
-    stats = torch.stack(
-        [
-            norm[counted].mean(),
-            norm[counted].median() if counted.any() else norm.new_tensor(float("nan")),
-            rho[counted].mean(),
-            success.float().mean(),
-            result.iterations.float().mean(),
-            (~correct).sum().float(),
-            norm[wrong].mean(),
-        ]
-    ).tolist()
-    seconds = time.perf_counter() - started  # .tolist() above synchronised the device
-    names = [m for m in MARGIN_METRICS if m != "deepfool_seconds"]
-    return {**dict(zip(names, stats, strict=True)), "deepfool_seconds": seconds}

@@ -17,12 +17,13 @@ from typing import Any
 
 import torch
 
-from sweep import deepfool, reporting
+from sweep import reporting
 from sweep.config import TrialConfig
 from sweep.contract import TrialLink
 from sweep.data import load_dataset
 from sweep.errors import TrialDiverged
 from sweep.init import init_weights
+from sweep.measures import MEASURES
 from sweep.models import build_model
 from sweep.objectives import EPOCH_METRICS
 from sweep.optimizers import build_optimizer
@@ -68,8 +69,9 @@ def run_trial(
         metrics = {k: v for k, v in result.history[-1].items() if k != "epoch_seconds"}
         metrics["epochs"] = metrics.pop("epoch")
         metrics["train_seconds"] = time.perf_counter() - started
-        if cfg.deepfool.enabled:
-            metrics.update(deepfool.measure(model, data, cfg.deepfool))
+        for measure in MEASURES.values():
+            if cfg.measures[measure.name].enabled:
+                metrics.update(measure(model, data, cfg.measures[measure.name]))
     except BaseException as error:
         _close_failed(run, error)
         raise

@@ -97,10 +97,13 @@ def heatmap(study: Study, x: str, y: str, metric: str, value: Getter, path: Path
 
 
 def _metric_getters(study: Study) -> dict[str, Getter]:
-    """Objectives by name, plus test accuracy and DeepFool margin from each trial's recorded metrics."""
+    """Objectives by name, plus test accuracy and each measure's headline metric (the DeepFool margin, ...) from each
+    trial's recorded metrics."""
+    from sweep.measures import MEASURES
+
     names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
     getters: dict[str, Getter] = {name: _objective(i) for i, name in enumerate(names)}
-    for extra in ("test_acc", "deepfool_margin"):
+    for extra in ("test_acc", *(measure.headline for measure in MEASURES.values())):
         if extra not in getters:
             getters[extra] = _recorded(extra)
     return getters
