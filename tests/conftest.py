@@ -44,6 +44,15 @@ def trial_config(*overrides: str) -> tuple[TrialConfig, dict]:
     return parse_config(resolved), resolved
 
 
+def fresh_storage(spec: str):
+    """A new reader of an Optuna storage (not the process's cached one): what is on disk now."""
+    import optuna
+
+    if spec.endswith(".journal"):
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(spec))
+    return optuna.storages.RDBStorage(spec)
+
+
 def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run the installed ``sweep`` command as a user would."""
     full_env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db", **(env or {})}

@@ -20,7 +20,7 @@ from hydra.plugins.sweeper import Sweeper
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from sweep.study.storage import open_storage
+from tests.conftest import fresh_storage
 
 pytestmark = pytest.mark.slow
 APPS = Path(__file__).parent / "apps"
@@ -162,7 +162,7 @@ def test_removed_motpe_sampler_is_named(tmp_path: Path) -> None:
 
 # --- beyond their suite: persistence, resume, pruning, conditional spaces, bad input -------------------------
 def _journal(cwd: Path):
-    return open_storage.__wrapped__(str(cwd / "sweep" / "optuna.journal"))
+    return fresh_storage(str(cwd / "sweep" / "optuna.journal"))
 
 
 def test_persistent_by_default_and_resumed_without_redoing_trials(tmp_path: Path) -> None:

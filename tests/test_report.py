@@ -12,8 +12,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from sweep.study.storage import open_storage
-from tests.conftest import run_cli
+from tests.conftest import fresh_storage, run_cli
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -35,7 +34,7 @@ def swept(tmp_path_factory) -> Path:
 
 
 def _study(cwd: Path, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=open_storage(str(cwd / "multirun" / name / "optuna.journal")))
+    return optuna.load_study(study_name=name, storage=fresh_storage(str(cwd / "multirun" / name / "optuna.journal")))
 
 
 def test_parent_run_has_plots_best_config_and_children_their_curves(swept: Path) -> None:

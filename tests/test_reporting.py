@@ -10,6 +10,7 @@ import pytest
 from sweep import reporting
 from sweep.contract import ENV_STORAGE, PRUNER_ATTR, TrialLink, current_link
 from sweep.study.storage import open_storage
+from tests.conftest import fresh_storage
 
 
 def _linked_trial(tmp_path: Path, monkeypatch, pruner: dict) -> optuna.Trial:
@@ -24,7 +25,7 @@ def _linked_trial(tmp_path: Path, monkeypatch, pruner: dict) -> optuna.Trial:
 
 
 def _stored(tmp_path: Path) -> optuna.trial.FrozenTrial:
-    storage = open_storage.__wrapped__(str(tmp_path / "optuna.journal"))  # a fresh reader: what is on disk
+    storage = fresh_storage(str(tmp_path / "optuna.journal"))  # a fresh reader: what is on disk
     return optuna.load_study(study_name="s", storage=storage).trials[0]
 
 

@@ -13,8 +13,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from sweep.study.storage import open_storage
-from tests.conftest import SWEEP, run_cli
+from tests.conftest import SWEEP, fresh_storage, run_cli
 
 pytestmark = pytest.mark.slow
 FAST = ["train.epochs=2", "deepfool.samples=50", "data.train_subset=400"]
@@ -26,7 +25,7 @@ def _sweep(cwd: Path, *args: str, name: str = "s", timeout: int = 300) -> subpro
 
 def _study(cwd: Path, name: str = "s", storage: str | None = None) -> optuna.Study:
     spec = storage or str(cwd / "multirun" / name / "optuna.journal")
-    return optuna.load_study(study_name=name, storage=open_storage.__wrapped__(spec))
+    return optuna.load_study(study_name=name, storage=fresh_storage(spec))
 
 
 def test_grid_covers_the_product_once_and_resumes_only_whats_missing(tmp_path: Path) -> None:

@@ -21,8 +21,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep.study.storage import open_storage
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, fresh_storage, run_cli
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = ROOT / "test-artifacts"
@@ -115,13 +114,13 @@ def test_tracking_server_dying_mid_sweep_loses_no_optuna_result(tmp_path: Path, 
     deadline = time.time() + 120
     while time.time() < deadline:
         if journal.exists():
-            study = optuna.load_study(study_name="dies", storage=open_storage.__wrapped__(str(journal)))
+            study = optuna.load_study(study_name="dies", storage=fresh_storage(str(journal)))
             if any(t.state == TrialState.COMPLETE for t in study.trials):
                 break
         time.sleep(0.2)
     server.kill()  # the tracking server goes away mid-sweep
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output
-    study = optuna.load_study(study_name="dies", storage=open_storage.__wrapped__(str(journal)))
+    study = optuna.load_study(study_name="dies", storage=fresh_storage(str(journal)))
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
     assert "MLflow logging failed" in output

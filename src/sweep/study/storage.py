@@ -8,6 +8,8 @@ in ``.journal`` (Optuna's journal file: fast, and safe for several processes on 
 from __future__ import annotations
 
 import functools
+import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,29 +19,67 @@ if TYPE_CHECKING:
 
 from sweep.errors import SweepError
 
+log = logging.getLogger(__name__)
+
 
 def is_journal(spec: str) -> bool:
     return spec.endswith(".journal") and "://" not in spec
 
 
-@functools.cache
-def open_storage(spec: str, key: str = "storage") -> BaseStorage:
-    """The Optuna storage for ``spec``, opened once per process; a bad spec is a one-line SweepError."""
-    import optuna
+def open_storage(spec: str, key: str = "storage", *, writable: bool = True) -> BaseStorage:
+    """The Optuna storage for ``spec``, opened once per process; a bad spec is a one-line SweepError.
 
+    ``writable=False`` (the tools that only read a study) leaves a journal file exactly as it is.
+    """
     try:
-        if is_journal(spec):
-            Path(spec).parent.mkdir(parents=True, exist_ok=True)
-            from optuna.storages.journal import JournalFileBackend
-
-            backend = JournalFileBackend(spec)
-            return optuna.storages.JournalStorage(backend)
-        if "://" not in spec:
-            raise ValueError("expected a database URL (sqlite:///..., postgresql://...) or a *.journal file path")
-        return optuna.storages.RDBStorage(spec, skip_compatibility_check=False)
+        return _open(spec, writable)
     except Exception as error:  # noqa: BLE001 - any failure to open is the same to the user
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise SweepError(f"{key}: cannot open Optuna storage {spec!r}: {message}") from None
+
+
+@functools.cache
+def _open(spec: str, writable: bool) -> BaseStorage:
+    import optuna
+
+    if is_journal(spec):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(spec)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if writable and path.is_file():
+            _cut_partial_record(path)
+        return optuna.storages.JournalStorage(JournalFileBackend(spec))
+    if "://" not in spec:
+        raise ValueError("expected a database URL (sqlite:///..., postgresql://...) or a *.journal file path")
+    return optuna.storages.RDBStorage(spec, skip_compatibility_check=False)
+
+
+def _cut_partial_record(path: Path) -> None:
+    """Cut a journal whose last record is partial (a crash mid-write, a full disk) back to its last complete record,
+    keeping the original beside it, before anything appends to it.
+
+    Optuna's reader skips such a line, but its writer appends right after it: the next record would be glued on,
+    and every record after that unreadable. The journal's own lock is held meanwhile, so a record another process is
+    writing at this moment is never taken for a partial one.
+    """
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    lock = JournalFileSymlinkLock(str(path))
+    lock.acquire()
+    try:
+        data = path.read_bytes()
+        if not data or data.endswith(b"\n"):
+            return
+        keep = data.rfind(b"\n") + 1
+        backup = path.with_name(f"{path.name}.partial-{time.strftime('%Y%m%d-%H%M%S')}")
+        backup.write_bytes(data)
+        with path.open("r+b") as f:
+            f.truncate(keep)
+        log.warning("%s ended in a partial record (%d bytes, from a crash or a full disk): cut back to its last "
+                    "complete record; the original is kept as %s", path, len(data) - keep, backup.name)
+    finally:
+        lock.release()
 
 
 def load_study(spec: str, study_name: str) -> Study:
@@ -49,6 +89,6 @@ def load_study(spec: str, study_name: str) -> Study:
     if is_journal(spec) and not Path(spec).is_file():
         raise SweepError(f"--storage: no journal file {spec}")
     try:
-        return optuna.load_study(study_name=study_name, storage=open_storage(spec, "--storage"))
+        return optuna.load_study(study_name=study_name, storage=open_storage(spec, "--storage", writable=False))
     except KeyError:
         raise SweepError(f"--study: no study {study_name!r} in {spec}") from None
