@@ -60,3 +60,47 @@ def test_the_read_only_tools_leave_a_damaged_journal_as_it_is(tmp_path: Path) ->
                              "--study", "sphere", "--out", str(tmp_path / "r")], capture_output=True, text=True)
     assert report.returncode == 0, report.stderr
     assert journal.read_bytes() == damaged and not list(journal.parent.glob("*.partial-*"))
+
+
+def _trials(cwd: Path) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name="sphere", storage=fresh_storage(str(cwd / "sweep" / "optuna.journal"))).trials
+
+
+def test_a_resume_with_a_changed_choice_is_refused_before_any_trial_unless_asked_to_keep_the_space(
+    tmp_path: Path,
+) -> None:
+    first = _grid(tmp_path, "x=choice(-1,1)", "hydra.sweeper.n_trials=4")
+    assert first.returncode == 0, first.stderr
+    changed = _grid(tmp_path, "x=choice(-1,2)")
+    assert changed.returncode != 0
+    assert changed.stderr.splitlines()[0] == (
+        "x: study 'sphere' sampled it from choice(-1, 1), this command from choice(-1, 2); name a new "
+        "hydra.sweeper.study_name, or set hydra.sweeper.keep_study_space=true to go on with the study's")
+    trials = _trials(tmp_path)
+    assert len(trials) == 4 and {t.state for t in trials} == {TrialState.COMPLETE}  # nothing asked, nothing RUNNING
+    again = _grid(tmp_path, "x=choice(-1,1)")  # the original command still resumes
+    assert again.returncode == 0, again.stderr
+    assert len(_trials(tmp_path)) == 8
+    kept = _grid(tmp_path, "x=choice(-1,2)", "hydra.sweeper.keep_study_space=true")
+    assert kept.returncode == 0, kept.stderr
+    assert {t.params["x"] for t in _trials(tmp_path)} == {-1, 1} and len(_trials(tmp_path)) == 8
+
+
+@pytest.mark.parametrize(
+    ("swept", "message"),
+    [
+        ("model=choice(mlp,transformer)", "error: model: no option 'transformer'; allowed: cnn, mlp, resnet"),
+        ("train.foo=choice(1,2)", "error: train.foo: Key 'foo' not in 'TrainConfig'"),
+        ("train.batch_size=choice(16,abc)", "error: train.batch_size: Value 'abc' of type 'str' could not be"),
+    ],
+)
+def test_a_swept_value_no_config_can_take_stops_the_sweep_before_anything_exists(
+    tmp_path: Path, swept: str, message: str
+) -> None:
+    from tests.conftest import run_cli
+
+    result = run_cli("-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid", "name=bad", swept, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(message), result.stderr
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "mlflow.db").exists()

@@ -6,11 +6,14 @@ from pathlib import Path
 
 import optuna
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from hydra_plugins.sweep_optuna_sweeper._compose import ReusingConfigLoader
 from hydra_plugins.sweep_optuna_sweeper._impl import OptunaSweeperImpl, Outcome
 from sweep.cli import describe_study
 from sweep.contract import StudySpec
@@ -21,11 +24,13 @@ APP = Path(__file__).parent / "apps" / "sphere" / "conf"
 
 
 def _sweeper(tmp_path: Path, describe=None, **options) -> OptunaSweeperImpl:
-    """A sweeper set up as Hydra sets it up, on the sphere app's config, without a launcher."""
+    """A sweeper set up as Hydra sets it up, on the sphere app's config and Hydra's loader, without a launcher."""
     with initialize_config_dir(config_dir=str(APP), version_base=None):
-        config = compose("config", return_hydra_config=True, overrides=[f"hydra.sweep.dir={tmp_path}"])
+        loader = GlobalHydra.instance().config_loader()
+        config = loader.load_configuration("config", [f"hydra.sweep.dir={tmp_path}"], RunMode.MULTIRUN)
     sweeper = OptunaSweeperImpl(**options)
     sweeper.config, sweeper.describe, sweeper.sweep_dir = config, describe, tmp_path
+    sweeper.loader = ReusingConfigLoader(loader)
     return sweeper
 
 

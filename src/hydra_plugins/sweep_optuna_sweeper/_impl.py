@@ -83,6 +83,7 @@ class OptunaSweeperImpl:
         max_failure_rate: float = 1.0,
         params: Mapping[str, Any] | None = None,
         custom_search_space: str | None = None,
+        keep_study_space: bool = False,
     ) -> None:
         node = _plain(sampler) if isinstance(sampler, Mapping) else {"name": sampler}
         self.sampler_name = str(node.pop("name"))
@@ -99,13 +100,14 @@ class OptunaSweeperImpl:
         self.max_failure_rate = max_failure_rate
         self.params = _plain(params or {})
         self.custom_search_space = custom_search_space
+        self.keep_study_space = keep_study_space
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
         self.describe = getattr(task_function, STUDY_HOOK, None)
         # Launchers compose each trial's config through this loader: see _compose for why it reuses compositions.
-        loader = cast(ConfigLoader, ReusingConfigLoader(hydra_context.config_loader))  # duck-typed: it delegates
-        context = HydraContext(loader, hydra_context.callbacks)
+        self.loader = ReusingConfigLoader(hydra_context.config_loader)
+        context = HydraContext(cast(ConfigLoader, self.loader), hydra_context.callbacks)  # duck-typed: it delegates
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=context, task_function=task_function, config=config
         )
@@ -122,6 +124,7 @@ class OptunaSweeperImpl:
         rate_ok = 0.0 <= self.max_failure_rate <= 1.0
         check(rate_ok, "hydra.sweeper.max_failure_rate", f"must be in [0, 1], got {self.max_failure_rate}")
         space = parse_search_space(self.params, arguments)
+        self._compose_every_value(space)
         spec = self.describe(_without_hydra(self.config)) if self.describe else StudySpec()
         directions = self._directions(spec)
         metrics = spec.metrics
@@ -145,6 +148,18 @@ class OptunaSweeperImpl:
             spec=spec,
             hook=self._hook(),
         )
+
+    def _compose_every_value(self, space: SearchSpace) -> None:
+        """Compose a job's config once for each swept value (a range's or interval's ends), so a key the config
+        lacks or a group option that does not exist stops the sweep before any study, folder or run exists.
+
+        A conditional parameter is composed with the values of the keys it depends on that make it apply. Value
+        assignments reuse one composition (_compose), so this costs milliseconds but for group choices."""
+        for key, param in space.params.items():
+            context = [f"{k}={_text(v, space.params[k].textual)}" for k, v in _activating(space, key).items()]
+            for value in _probe_values(param.distribution):
+                swept = f"{key}={_text(value, param.textual)}"
+                self.loader.load_sweep_config(self.config, [*space.fixed, *context, swept])
 
     def _directions(self, spec: StudySpec) -> list[str]:
         """One direction per objective: as configured, else as the app says, else minimize (the official default)."""
@@ -217,6 +232,29 @@ class OptunaSweeperImpl:
         study.set_user_attr(PRUNER_ATTR, {"name": self.pruner_name, "options": self.pruner_options})
         return study
 
+    def _match_study_space(self, study: Any, plan: Plan) -> None:
+        """A resumed study sampled a swept key from another space (``choice(0.01, 0.05)``, now ``choice(0.01, 0.3)``):
+        refuse before any trial, naming both, unless ``keep_study_space`` says to go on with the study's space."""
+        from optuna.distributions import check_distribution_compatibility
+
+        known: dict[str, Any] = {}
+        for trial in study.get_trials(deepcopy=False):
+            known.update(trial.distributions)
+        for key, param in plan.space.params.items():
+            if key not in known:
+                continue
+            try:
+                check_distribution_compatibility(known[key], param.distribution)
+            except ValueError:
+                if not self.keep_study_space:
+                    raise ConfigError(key, f"study {plan.study_name!r} sampled it from {_describe(known[key])}, this "
+                                      f"command from {_describe(param.distribution)}; name a new "
+                                      "hydra.sweeper.study_name, or set hydra.sweeper.keep_study_space=true to go on "
+                                      "with the study's") from None
+                param.distribution = known[key]
+        if self.keep_study_space and plan.grid is not None:
+            plan.grid = plan.space.grid()
+
     def _fail_orphans(self, study: Any, parent: SweepRun | None) -> None:
         """Fail the trials left RUNNING by a sweep process of this machine that is gone (killed, crashed).
 
@@ -267,6 +305,7 @@ class OptunaSweeperImpl:
             self._save_config()
             return [self.launcher.launch([plan.space.fixed], initial_job_idx=0)]
         study = self.open_study(plan)
+        self._match_study_space(study, plan)
         self._save_config()
         parent = self._parent_run(plan)
         self._fail_orphans(study, parent)
@@ -462,6 +501,31 @@ def _objective_values(value: Any, n_objectives: int) -> list[float]:
     if not all(math.isfinite(v) for v in values):
         raise ValueError(f"the task returned a non-finite objective {values}")
     return values
+
+
+def _text(value: Any, textual: bool) -> str:
+    return str(value) if textual else override_text(value)
+
+
+def _probe_values(distribution: Any) -> list[Any]:
+    """The values that show whether a job config can take a swept key: every choice, or a range's two ends."""
+    return list(distribution.choices) if hasattr(distribution, "choices") else [distribution.low, distribution.high]
+
+
+def _activating(space: SearchSpace, key: str) -> dict[str, Any]:
+    """Values of the keys ``key`` depends on (and theirs) under which it is sampled."""
+    values: dict[str, Any] = {}
+    for parent, allowed in space.params[key].when.items():
+        values |= _activating(space, parent) | {parent: allowed[0]}
+    return values
+
+
+def _describe(distribution: Any) -> str:
+    """A distribution as a user wrote it, near enough: ``choice(0.01, 0.05)``, ``interval(0.0, 1.0, log)``."""
+    if hasattr(distribution, "choices"):
+        return f"choice({', '.join(map(str, distribution.choices))})"
+    step = f", step={distribution.step}" if distribution.step else ""
+    return f"interval({distribution.low}, {distribution.high}{step}{', log' if distribution.log else ''})"
 
 
 def _point_key(params: Mapping[str, Any]) -> tuple:

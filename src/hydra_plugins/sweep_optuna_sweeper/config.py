@@ -156,6 +156,9 @@ class OptunaSweeperConf:
     # Dotpath of a callable (config, optuna.Trial) -> None or {key: value}: define-by-run additions to each
     # trial's search space (trial.suggest_*), and optionally overrides derived from them.
     custom_search_space: str | None = None
+    # A resumed study whose swept key was sampled from another space is refused, naming both spaces; true goes on
+    # with the space the study already holds for such keys.
+    keep_study_space: bool = False
 
 
 def _warn_if_shadowed() -> None:
