@@ -9,6 +9,7 @@ editable install stays invisible: what runs is what the wheel holds.
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -24,22 +25,34 @@ pytestmark = pytest.mark.slow
 APPS = Path(__file__).parent / "apps"
 
 
-@pytest.fixture(scope="module")
-def venv(tmp_path_factory) -> Path:
-    """A fresh venv with the project's wheel installed and the project's dependencies visible."""
-    base = tmp_path_factory.mktemp("install")
-    wheels = base / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(wheels), str(ROOT)], check=True, capture_output=True, timeout=300)
-    (wheel,) = wheels.glob("sweep-*.whl")
-    env = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, timeout=300)
+def _fresh_venv(path: Path) -> Path:
+    """A new venv that sees the project's third-party packages (pip and setuptools too) but none of its code."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, timeout=300)
     where = "import sysconfig; print(sysconfig.get_path('purelib'))"
-    purelib = Path(subprocess.run([env / "bin" / "python", "-c", where], check=True, capture_output=True,
+    purelib = Path(subprocess.run([path / "bin" / "python", "-c", where], check=True, capture_output=True,
                                   text=True).stdout.strip())
     (purelib / "project-dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    subprocess.run([env / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+    return path
+
+
+def _pip(env: Path, *args: str) -> None:
+    subprocess.run([env / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", "--no-index", *args],
                    check=True, capture_output=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory) -> Path:
+    """A fresh venv with the project's wheel installed."""
+    base = tmp_path_factory.mktemp("install")
+    source = base / "source"  # a clean copy: setuptools would reuse a stale build/ folder of the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "src"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(base / "wheels"), str(source)], check=True, capture_output=True, timeout=300)
+    (wheel,) = (base / "wheels").glob("sweep-*.whl")
+    env = _fresh_venv(base / "venv")
+    _pip(env, str(wheel))
     return env
 
 
@@ -87,3 +100,16 @@ def test_installed_beside_hydra_optuna_sweeper_it_says_so_in_one_line(tmp_path: 
     )
     clash = [line for line in result.stderr.splitlines() if "hydra-optuna-sweeper is installed beside" in line]
     assert len(clash) == 1, result.stderr
+
+
+def test_a_strict_editable_install_finds_the_plugin_and_the_configs(tmp_path: Path) -> None:
+    """setuptools' strict editable mode links the files into a tree of its own; Hydra must still discover the
+    plugin there and the CLI its configs (the default mode is what make setup uses)."""
+    env = _fresh_venv(tmp_path / "venv")
+    _pip(env, "--no-build-isolation", "-e", str(ROOT), "--config-settings", "editable_mode=strict")
+    code = ("from hydra.core.plugins import Plugins; from hydra.plugins.sweeper import Sweeper; "
+            "print([p.__module__ for p in Plugins.instance().discover(Sweeper)])")
+    found = subprocess.run([env / "bin" / "python", "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "hydra_plugins.sweep_optuna_sweeper.optuna_sweeper" in found
+    job = subprocess.run([env / "bin" / "sweep", "--cfg", "job"], cwd=tmp_path, capture_output=True, text=True)
+    assert job.returncode == 0 and "optimizer:" in job.stdout, job.stderr

@@ -255,7 +255,7 @@ class OptunaSweeperImpl:
         if self.keep_study_space and plan.grid is not None:
             plan.grid = plan.space.grid()
 
-    def _fail_orphans(self, study: Any, parent: SweepRun | None) -> None:
+    def _fail_orphans(self, study: Any, plan: Plan, parent: SweepRun | None) -> None:
         """Fail the trials left RUNNING by a sweep process of this machine that is gone (killed, crashed).
 
         Without this, a resumed grid would count such a trial as taken and never rerun its point. Trials of a
@@ -265,14 +265,17 @@ class OptunaSweeperImpl:
         from optuna.trial import TrialState
 
         host = socket.gethostname()
+        storage = open_storage(plan.storage, "hydra.sweeper.storage")  # the study's own (cached) storage object
+        study_id = storage.get_study_id_from_name(plan.study_name)
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             owner, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
             if owner != host or not pid.isdigit() or _alive(int(pid)):
                 continue
             reason = f"its sweep process {pid} on {host} ended while it ran"
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
             try:  # the storage API, as optuna.storages.fail_stale_trials uses it
-                study._storage.set_trial_user_attr(trial._trial_id, FAIL_REASON_ATTR, reason)
-                study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason)
+                storage.set_trial_state_values(trial_id, TrialState.FAIL)
             except UpdateFinishedTrialError:
                 continue  # finished meanwhile
             log.warning("Trial %d marked FAIL: %s", trial.number, reason)
@@ -308,7 +311,7 @@ class OptunaSweeperImpl:
         self._match_study_space(study, plan)
         self._save_config()
         parent = self._parent_run(plan)
-        self._fail_orphans(study, parent)
+        self._fail_orphans(study, plan, parent)
         todo = self._todo(study, plan)
         self.view_url = parent.save_view(list(plan.space.params), self._view_metrics(plan)) if parent else None
         log.info("Study %r in %s: %d trial(s) to run, %s %s", plan.study_name, plan.storage, todo,
