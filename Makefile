@@ -22,7 +22,7 @@ run: setup
 	$(BIN)/sweep -m +experiment=quickstart
 	@echo "Browse the runs: make ui  (MLflow UI on http://127.0.0.1:5000)"
 
-# System packages the tests drive for real: Chromium for the UI test, PostgreSQL for shared studies.
+# System packages the tests drive for real: Chromium for the UI test, PostgreSQL (scripts/pg-server) for shared studies.
 system-deps:
 	@bash .ci/system-deps
 

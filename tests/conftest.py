@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
+import socket
 import struct
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +62,28 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) 
     full_env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db", **(env or {})}
     full_env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([SWEEP, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+PG_PASSWORD = "supersecret"  # tests grep every file a sweep leaves for it
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A real PostgreSQL server whose database needs a password, started by the project's scripts/pg-server."""
+    base = Path(tempfile.mkdtemp(prefix="sweep-pg-"))
+    base.chmod(0o755)  # the server runs as the postgres user, which must reach its folder
+    script = str(ROOT / "scripts" / "pg-server")
+    start = [script, "start", str(base / "db"), str(free_port()), "sweepuser", PG_PASSWORD, "optuna_db"]
+    url = subprocess.run(start, check=True, capture_output=True, text=True, timeout=120).stdout.strip()
+    yield url
+    subprocess.run([script, "stop", str(base / "db")], capture_output=True, timeout=60)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -104,3 +104,58 @@ def test_a_swept_value_no_config_can_take_stops_the_sweep_before_anything_exists
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(message), result.stderr
     assert not (tmp_path / "multirun").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def _files_holding(root: Path, secret: str) -> list[str]:
+    return [str(p) for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+
+
+def test_a_storage_password_is_never_printed_logged_or_stored(tmp_path: Path, postgres: str) -> None:
+    """Against a real PostgreSQL that needs the password: the sweep works, and the password is nowhere but in
+    memory: not on the terminal, in any file under the sweep folder or the MLflow store, nor in the study."""
+    import json
+
+    from tests.conftest import PG_PASSWORD, run_cli
+
+    result = run_cli("-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid", f"hydra.sweeper.storage={postgres}",
+                     "name=pg", "optimizer.lr=choice(0.01,0.1)", "train.epochs=2", "deepfool.samples=50",
+                     "data.train_subset=300", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert PG_PASSWORD not in result.stdout + result.stderr
+    assert _files_holding(tmp_path, PG_PASSWORD) == []  # multirun/ (job configs, results, report), mlflow.db
+    study = optuna.load_study(study_name="pg", storage=postgres)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    kept = json.dumps([study.user_attrs, *[(t.user_attrs, t.system_attrs) for t in study.trials]])
+    assert PG_PASSWORD not in kept and "metrics" in study.trials[0].user_attrs  # the job reached the study
+    results = (tmp_path / "multirun" / "pg" / "optimization_results.yaml").read_text()
+    assert "postgresql://sweepuser:***@127.0.0.1" in results
+
+
+def test_jobs_in_other_processes_reach_a_password_protected_storage(tmp_path: Path, postgres: str) -> None:
+    """joblib's workers get the masked URL through env_set and the real one by inheritance: they report for
+    pruning and record metrics in the study, and leave the password nowhere."""
+    from tests.conftest import PG_PASSWORD
+
+    app = Path(__file__).parent / "apps" / "pruned" / "pruned.py"
+    command = [sys.executable, str(app), "-m", f"hydra.sweep.dir={tmp_path}/sweep", "hydra/sweeper=optuna",
+               "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2",
+               "hydra/sweeper/sampler=grid", f"hydra.sweeper.storage={postgres}", "hydra.sweeper.study_name=pg-joblib",
+               "hydra.sweeper.pruner=median", "+hydra.sweeper.pruner_options.n_startup_trials=2",
+               "lr=choice(0.3,0.31,5.0,6.0)"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    trials = optuna.load_study(study_name="pg-joblib", storage=postgres).trials
+    assert {t.state for t in trials} == {TrialState.COMPLETE, TrialState.PRUNED}
+    assert all("metrics" in t.user_attrs for t in trials if t.state == TrialState.COMPLETE)
+    assert PG_PASSWORD not in result.stdout + result.stderr and _files_holding(tmp_path, PG_PASSWORD) == []
+
+
+def test_an_unreachable_storage_is_named_without_its_password(tmp_path: Path) -> None:
+    from tests.conftest import PG_PASSWORD, run_cli
+
+    url = f"postgresql://sweepuser:{PG_PASSWORD}@127.0.0.1:9/optuna_db"
+    result = run_cli("-m", "hydra/sweeper=optuna", f"hydra.sweeper.storage={url}", "optimizer.lr=choice(0.1,0.2)",
+                     cwd=tmp_path)
+    assert result.returncode == 2
+    assert "postgresql://sweepuser:***@127.0.0.1:9/optuna_db" in result.stderr
+    assert PG_PASSWORD not in result.stdout + result.stderr and not (tmp_path / "multirun").exists()

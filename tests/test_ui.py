@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -21,17 +20,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import ROOT, fresh_storage, run_cli
+from tests.conftest import ROOT, free_port, fresh_storage, run_cli
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -48,7 +41,7 @@ class Server:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     """`make ui` against a fresh SQLite store on a free loopback port."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         ["make", "-s", "-C", str(ROOT), "ui", f"UI_PORT={port}", f"UI_STORE=sqlite:///{tmp_path}/server.db"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,

@@ -11,6 +11,11 @@ per-job ``hydra.job.env_set``, which every launcher applies around the task (in-
 ``SWEEP_MLFLOW_EXPERIMENT``    the MLflow experiment of that run
 =============================  ================================================================================
 
+A password in the storage URL never enters ``env_set`` (Hydra saves it into every job's ``.hydra/hydra.yaml``): the
+job gets the URL with its password masked (``postgresql://user:***@host/db``) and the real one as
+``SWEEP_STUDY_STORAGE_URL``, which the sweep's process sets in its own environment and every launcher's jobs
+inherit (in-process, joblib's workers, SLURM's exported environment).
+
 What each side writes, and the other reads:
 
 - the task returns a float, or a sequence of floats for several objectives (Hydra's ``JobReturn``);
@@ -32,6 +37,7 @@ This module imports nothing heavy: both sides and every tool load it.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -41,6 +47,7 @@ ENV_STUDY = "SWEEP_STUDY_NAME"
 ENV_TRIAL = "SWEEP_TRIAL_NUMBER"
 ENV_PARENT_RUN = "SWEEP_MLFLOW_PARENT_RUN"
 ENV_EXPERIMENT = "SWEEP_MLFLOW_EXPERIMENT"
+ENV_STORAGE_URL = "SWEEP_STUDY_STORAGE_URL"  # the storage URL with its password: inherited, never saved
 
 CONFIG_ATTR = "config"  # trial user attribute: the job's composed config (sweeper)
 METRICS_ATTR = "metrics"  # trial user attribute: final metrics (task, through sweep.reporting.record)
@@ -62,8 +69,8 @@ class TrialLink:
     experiment: str | None = None
 
     def env(self) -> dict[str, str]:
-        """The job's environment variables (for ``hydra.job.env_set``)."""
-        env = {ENV_STORAGE: self.storage, ENV_STUDY: self.study_name, ENV_TRIAL: str(self.trial_number)}
+        """The job's environment variables (for ``hydra.job.env_set``): no password among them."""
+        env = {ENV_STORAGE: masked(self.storage), ENV_STUDY: self.study_name, ENV_TRIAL: str(self.trial_number)}
         if self.parent_run_id:
             env[ENV_PARENT_RUN] = self.parent_run_id
         if self.experiment:
@@ -75,13 +82,19 @@ def current_link(environ: Mapping[str, str] = os.environ) -> TrialLink | None:
     """The link of the trial this process runs, or None outside a sweep (a single run)."""
     if not all(environ.get(k) for k in (ENV_STORAGE, ENV_STUDY, ENV_TRIAL)):
         return None
+    storage, secret = environ[ENV_STORAGE], environ.get(ENV_STORAGE_URL, "")
     return TrialLink(
-        storage=environ[ENV_STORAGE],
+        storage=secret if secret and masked(secret) == storage else storage,
         study_name=environ[ENV_STUDY],
         trial_number=int(environ[ENV_TRIAL]),
         parent_run_id=environ.get(ENV_PARENT_RUN) or None,
         experiment=environ.get(ENV_EXPERIMENT) or None,
     )
+
+
+def masked(url: str) -> str:
+    """``url`` with its password, if it has one, replaced by ``***``: what may be printed, logged or stored."""
+    return re.sub(r"(://[^/:@]+:)[^/@]*@", r"\1***@", url)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf
 
+from sweep.contract import masked
+
 
 class ReusingConfigLoader:
     """Wraps Hydra's config loader; ``load_sweep_config`` reuses compositions, every other call is delegated."""
@@ -47,6 +49,10 @@ class ReusingConfigLoader:
         self._reset(state["delegate"])
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        """The job's config, as Hydra composes it, with any storage password masked (Hydra saves it to disk)."""
+        return scrubbed(self._compose(master_config, sweep_overrides))
+
+    def _compose(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         parsed = self._parser.parse_overrides(sweep_overrides)
         groups = set(master_config.hydra.runtime.choices)
         plain = [_is_value(o, groups) for o in parsed]
@@ -69,6 +75,16 @@ class ReusingConfigLoader:
         )
         OmegaConf.copy_cache(from_config=master_config, to_config=config)
         return config
+
+
+def scrubbed(config: DictConfig) -> DictConfig:
+    """``config`` with the password of the sweeper's storage URL masked wherever Hydra keeps it (the sweeper's
+    ``storage`` and the override that set it): every job's ``.hydra/hydra.yaml`` and ``multirun.yaml`` hold these."""
+    sweeper, overrides = config.hydra.get("sweeper"), config.hydra.overrides
+    if sweeper is not None and isinstance(sweeper.get("storage"), str):
+        sweeper.storage = masked(sweeper.storage)
+    overrides.hydra = [masked(line) for line in overrides.hydra]
+    return config
 
 
 def _is_value(override: Override, groups: set[str]) -> bool:

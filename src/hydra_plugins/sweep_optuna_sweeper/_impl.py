@@ -30,12 +30,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from sweep.contract import (
     CONFIG_ATTR,
+    ENV_STORAGE_URL,
     FAIL_REASON_ATTR,
     PRUNER_ATTR,
     STUDY_HOOK,
     WORKER_ATTR,
     StudySpec,
     TrialLink,
+    masked,
 )
 from sweep.errors import ConfigError, SweepError, check, check_choice
 from sweep.study.registry import MULTI_OBJECTIVE, build_pruner, build_sampler
@@ -44,7 +46,7 @@ from sweep.study.search_space import SearchSpace, override_text, parse_search_sp
 from sweep.study.storage import open_storage
 from sweep.study.sweep_run import SweepRun
 
-from ._compose import ReusingConfigLoader
+from ._compose import ReusingConfigLoader, scrubbed
 
 log = logging.getLogger(__name__)
 DEFAULT_N_TRIALS = 20
@@ -314,7 +316,9 @@ class OptunaSweeperImpl:
         self._fail_orphans(study, plan, parent)
         todo = self._todo(study, plan)
         self.view_url = parent.save_view(list(plan.space.params), self._view_metrics(plan)) if parent else None
-        log.info("Study %r in %s: %d trial(s) to run, %s %s", plan.study_name, plan.storage, todo,
+        if masked(plan.storage) != plan.storage:  # jobs inherit the real URL; env_set (saved to disk) gets it masked
+            os.environ[ENV_STORAGE_URL] = plan.storage
+        log.info("Study %r in %s: %d trial(s) to run, %s %s", plan.study_name, masked(plan.storage), todo,
                  "/".join(plan.directions), "/".join(plan.metrics or ["the task's return value"]))
         outcome = Outcome()
         batches: list[Any] = []
@@ -346,7 +350,7 @@ class OptunaSweeperImpl:
     def _save_config(self) -> None:
         """``multirun.yaml`` in the sweep folder, as Hydra's own sweepers write it: once every check has passed."""
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
+        OmegaConf.save(scrubbed(self.config), self.sweep_dir / "multirun.yaml")
 
     def _job_overrides(self, trial: Any, plan: Plan, parent: SweepRun | None, worker: str) -> list[str]:
         """The job's overrides: fixed ones, the trial's values, and the contract's environment."""
@@ -418,7 +422,8 @@ class OptunaSweeperImpl:
             **{f"space.{k}": repr(v) for k, v in plan.space.distributions.items()},
             **{f"fixed.{i}": o for i, o in enumerate(plan.space.fixed)},
         }
-        tags = {"sweep.storage": plan.storage, "sweep.sampler": self.sampler_name, "sweep.pruner": self.pruner_name}
+        tags = {"sweep.storage": masked(plan.storage), "sweep.sampler": self.sampler_name,
+                "sweep.pruner": self.pruner_name}
         run.open(plan.study_name, params, tags)
         return run if run.run_id else None
 
@@ -429,12 +434,12 @@ class OptunaSweeperImpl:
     def _finish(self, study: Any, plan: Plan, parent: SweepRun | None) -> None:
         from sweep.study.report import write_report
 
-        summary = summarize(study, plan.storage)
+        summary = summarize(study, masked(plan.storage))
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         results = self.sweep_dir / "optimization_results.yaml"
         write_yaml(summary, results)
         report_dir = self.sweep_dir / "report"
-        write_report(study, summary, report_dir)
+        write_report(study, summary, report_dir, plan.storage)
         table = format_table(summary)
         print(f"\nStudy {plan.study_name!r}: {summary['states']}\n{table}\n", flush=True)
         if "pareto_front" in summary:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
+from sweep.contract import masked
 from sweep.errors import SweepError
 from sweep.objectives import default_direction
 
@@ -168,12 +169,12 @@ def main(argv: list[str] | None = None) -> None:
             if not args.study:
                 raise SweepError("--study: required with --storage")
             exported, metrics, directions = from_study(args.storage, args.study, args.top)
-            origin = {"storage": args.storage, "study": args.study}
+            origin = {"storage": masked(args.storage), "study": args.study}
         else:
             if not (args.experiment or args.run_id):
                 raise SweepError("--experiment or --run-id: one is required with --mlflow")
             exported, metrics, directions = from_mlflow(args.mlflow, args.experiment, args.run_id, args.top)
-            origin = {"mlflow": args.mlflow, "experiment": args.experiment, "run_id": args.run_id}
+            origin = {"mlflow": masked(args.mlflow), "experiment": args.experiment, "run_id": args.run_id}
     except SweepError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from optuna import Study
 
+from sweep.contract import masked
 from sweep.errors import SweepError
 
 
-def write_report(study: Study, summary: dict[str, Any], out: Path) -> list[Path]:
-    """Write the report of ``study`` (``summary`` is its :func:`~sweep.study.results.summarize`) into ``out``.
+def write_report(study: Study, summary: dict[str, Any], out: Path, storage: str) -> list[Path]:
+    """Write the report of ``study`` (``summary`` is its :func:`~sweep.study.results.summarize`; ``storage`` the
+    study's storage, which the summary names with any password masked) into ``out``.
 
     Returns every file written, report.md first.
     """
@@ -29,15 +31,14 @@ def write_report(study: Study, summary: dict[str, Any], out: Path) -> list[Path]
     from sweep.study.figures import study_plots
     from sweep.study.results import write_yaml
 
-    storage_spec = summary["storage"]
     out.mkdir(parents=True, exist_ok=True)
     results = out / "optimization_results.yaml"
     write_yaml(summary, results)
     files = [results, *study_plots(study, out)]
     if summary.get("best"):
         try:
-            exported, metrics, directions = from_study(storage_spec, study.study_name, top=None)
-            files += write(exported, out, ["best"], {"storage": storage_spec, "study": study.study_name,
+            exported, metrics, directions = from_study(storage, study.study_name, top=None)
+            files += write(exported, out, ["best"], {"storage": summary["storage"], "study": study.study_name,
                                                      "metrics": metrics, "directions": directions})
         except SweepError:
             pass  # trials from before configs were recorded: no best.yaml, the rest of the report stands
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     except SweepError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    files = write_report(study, summarize(study, args.storage), args.out)
+    files = write_report(study, summarize(study, masked(args.storage)), args.out, args.storage)
     print(f"{files[0]}  ({len(files)} files)")
 
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from optuna import Study
     from optuna.storages import BaseStorage
 
+from sweep.contract import masked
 from sweep.errors import SweepError
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def open_storage(spec: str, key: str = "storage", *, writable: bool = True) -> B
         return _open(spec, writable)
     except Exception as error:  # noqa: BLE001 - any failure to open is the same to the user
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise SweepError(f"{key}: cannot open Optuna storage {spec!r}: {message}") from None
+        raise SweepError(masked(f"{key}: cannot open Optuna storage {spec!r}: {message}")) from None
 
 
 @functools.cache
