@@ -159,3 +159,81 @@ def test_an_unreachable_storage_is_named_without_its_password(tmp_path: Path) ->
     assert result.returncode == 2
     assert "postgresql://sweepuser:***@127.0.0.1:9/optuna_db" in result.stderr
     assert PG_PASSWORD not in result.stdout + result.stderr and not (tmp_path / "multirun").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["optimizer=adam", "optimizer.eps=-1"], "error: optimizer.eps: must be > 0 and finite, got -1.0"),
+        (["optimizer.lr=inf"], "error: optimizer.lr: must be > 0 and finite, got inf"),
+        (["deepfool.candidates=11"], "error: deepfool.candidates: must be in [2, 10] or null for 10 classes, got 11"),
+    ],
+)
+def test_bad_input_found_only_with_the_data_is_one_line_before_training(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    from tests.conftest import run_cli
+
+    result = run_cli(*args, "train.epochs=500", cwd=tmp_path, timeout=60)  # 500 epochs would take a minute
+    assert result.returncode == 2
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [message]
+    assert not (tmp_path / "outputs").exists()  # and the run's folder is taken back
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["optimizer.lr=choice(0.01,0.01)"], "error: optimizer.lr: choice(...) lists 0.01 twice; each value once"),
+        (["optimizer.lr=choice(0.01,0.1)", "train.device=cuda"],
+         "error: train.device: got 'cuda' but CUDA is not available here"),
+        (["optimizer.lr=choice(0.01,0.1)", "data=mnist", "data.root=nowhere"], "error: data.root: mnist not found at"),
+    ],
+)
+def test_settings_that_would_fail_every_trial_stop_the_sweep_first(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    import torch
+
+    from tests.conftest import run_cli
+
+    if "train.device=cuda" in args and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    result = run_cli("-m", "hydra/sweeper=optuna", "name=up", *args, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(message), result.stderr
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_ctrl_c_of_a_single_run_is_one_line(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    from tests.conftest import SWEEP
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"}
+    process = subprocess.Popen([SWEEP, "train.epochs=100000", "deepfool.enabled=false"], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(tmp_path.glob("outputs/*/*/.hydra")):
+        time.sleep(0.2)
+    time.sleep(3)  # into training
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert stderr.strip().splitlines()[-1].startswith("interrupted") and "Traceback" not in stderr
+
+
+def test_sweep_export_neither_creates_a_store_nor_fails_with_a_traceback(tmp_path: Path) -> None:
+    export = str(Path(sys.executable).parent / "sweep-export")
+    missing = subprocess.run([export, "--mlflow", f"sqlite:///{tmp_path}/none.db", "--experiment", "e", "--out",
+                              str(tmp_path / "x")], capture_output=True, text=True)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: --mlflow: no MLflow store at")
+    assert not (tmp_path / "none.db").exists()
+    assert _grid(tmp_path, "hydra.sweeper.n_trials=1").returncode == 0
+    (tmp_path / "a_file").write_text("")
+    unwritable = subprocess.run([export, "--storage", str(tmp_path / "sweep" / "optuna.journal"), "--study", "sphere",
+                                 "--out", str(tmp_path / "a_file" / "out")], capture_output=True, text=True)
+    assert unwritable.returncode == 2 and "Traceback" not in unwritable.stderr
+    assert unwritable.stderr.startswith(f"error: --out: cannot write to {tmp_path}/a_file/out")

@@ -116,6 +116,11 @@ def test_interrupted_sweep_leaves_study_consistent_and_resumes(tmp_path: Path, l
             [client.get_experiment_by_name("s").experiment_id], f"tags.`optuna.trial_number` = '{interrupted[0]}'"
         )
         assert orphan.info.status == "KILLED" and orphan.data.tags["optuna.state"] == "FAIL"
+    from mlflow import MlflowClient
+
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    (parent,) = client.search_runs([client.get_experiment_by_name("s").experiment_id], "tags.`sweep.role` = 'sweep'")
+    assert parent.info.status == "FINISHED" and "sweep.failure" not in parent.data.tags  # the resume took it back
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "gp"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -47,13 +48,18 @@ def _run_name(link: TrialLink | None) -> str:
 def describe_study(cfg: DictConfig) -> StudySpec:
     """What the Optuna sweeper learns of a sweep of this app, once, before the study is opened.
 
-    Raises :class:`~sweep.errors.ConfigError` for a bad fixed config, so no trial runs with it.
+    Raises :class:`~sweep.errors.SweepError` for a fixed setting that would fail every trial (a bad value, a GPU
+    that is not there, data that are missing), so no trial runs with it.
     """
     from sweep.config import parse_config
+    from sweep.data import check_available
     from sweep.objectives import EPOCH_METRICS, default_direction
     from sweep.tracking import tracking_uri
+    from sweep.train import resolve_device
 
     trial = parse_config(cfg)
+    resolve_device(trial.train.device)
+    check_available(trial.data)
     return StudySpec(
         name=trial.name,
         metrics=trial.objective,
@@ -79,9 +85,23 @@ def task(cfg: DictConfig) -> float | tuple[float, ...]:
     except SweepError as error:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # the sweeper records this trial as failed and goes on
+        _remove_run_folder(Path(HydraConfig.get().runtime.output_dir))
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     return objective_values(metrics, trial_cfg.objective)
+
+
+def _remove_run_folder(folder: Path) -> None:
+    """Take back the output folder Hydra made for a run that bad input stopped before it began: only what Hydra
+    wrote there (``.hydra/``, the log), and the folder and its parents once empty (never a folder the user had)."""
+    shutil.rmtree(folder / ".hydra", ignore_errors=True)
+    for log_file in folder.glob("*.log"):
+        log_file.unlink()
+    for empty in (folder, folder.parent, folder.parent.parent):
+        try:
+            empty.rmdir()  # only ever removes an empty folder
+        except OSError:
+            return
 
 
 def one_line(error: BaseException) -> str:
@@ -110,6 +130,9 @@ def main() -> None:
     except (HydraException, OmegaConfBaseException, SweepError) as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("interrupted (a sweep resumes where it stopped when rerun)", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -132,6 +132,12 @@ def _read_digits(cfg: DataConfig) -> tuple[Arrays, Arrays, float]:
     return (x[train], y[train]), (x[test], y[test]), 1.0 / 16.0
 
 
+def check_available(cfg: DataConfig) -> None:
+    """Raise the one-line error a trial would raise for missing files (nothing is downloaded or read here)."""
+    if cfg.name in _TORCHVISION_DIRS and not cfg.download:
+        _require(cfg)
+
+
 def _require(cfg: DataConfig) -> Path:
     """The data set's folder under data.root, downloading it only when data.download is set."""
     folder = Path(cfg.root) / _TORCHVISION_DIRS[cfg.name]

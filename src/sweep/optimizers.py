@@ -6,6 +6,7 @@ names are torch's own names.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
@@ -15,8 +16,12 @@ from sweep.errors import check
 
 
 def _check_lr_wd(lr: float, weight_decay: float) -> None:
-    check(lr > 0, "optimizer.lr", f"must be > 0, got {lr}")
-    check(weight_decay >= 0, "optimizer.weight_decay", f"must be >= 0, got {weight_decay}")
+    check(0 < lr < math.inf, "optimizer.lr", f"must be > 0 and finite, got {lr}")
+    check(0 <= weight_decay < math.inf, "optimizer.weight_decay", f"must be >= 0 and finite, got {weight_decay}")
+
+
+def _check_eps(eps: float) -> None:
+    check(0 < eps < math.inf, "optimizer.eps", f"must be > 0 and finite, got {eps}")
 
 
 def _check_momentum(momentum: float) -> None:
@@ -49,6 +54,7 @@ class RMSpropConfig:
 
     def __post_init__(self) -> None:
         _check_lr_wd(self.lr, self.weight_decay)
+        _check_eps(self.eps)
         _check_momentum(self.momentum)
         check(0.0 <= self.alpha < 1.0, "optimizer.alpha", f"must be in [0, 1), got {self.alpha}")
 
@@ -64,6 +70,7 @@ class AdamConfig:
 
     def __post_init__(self) -> None:
         _check_lr_wd(self.lr, self.weight_decay)
+        _check_eps(self.eps)
         check(
             len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
             "optimizer.betas",

@@ -48,6 +48,9 @@ def run_trial(
     device = resolve_device(cfg.train.device)
     data = load_dataset(cfg.data, device)
     train_split = data.train.head(cfg.data.train_subset)
+    for measure in MEASURES.values():  # what a measure cannot do with these data fails now, not after training
+        if measure.check and cfg.measures[measure.name].enabled:
+            measure.check(cfg.measures[measure.name], data)
 
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, data.input_shape, data.num_classes, data.mean, data.std)

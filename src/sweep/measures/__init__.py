@@ -26,6 +26,7 @@ class Measure:
     run: Callable[[Any, Any, Any], dict[str, float]]  # (model, data set, options) -> {metric: value}
     metrics: tuple[str, ...]  # exactly the keys ``run`` returns
     headline: str  # the one metric tables and heatmaps show beside the objectives
+    check: Callable[[Any, Any], None] | None = None  # (options, data set): refuse what cannot work, before training
 
     def __call__(self, model: Any, data: Any, options: Any) -> dict[str, float]:
         """Run the measure, holding it to the metrics it declares."""

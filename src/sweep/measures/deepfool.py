@@ -76,9 +76,15 @@ def margins(model: nn.Module, data: Dataset, cfg: DeepFoolConfig) -> dict[str, f
     return {f"{cfg.section}_{name}": values[name] for name in STATISTICS}
 
 
+def check_classes(cfg: DeepFoolConfig, data: Dataset) -> None:
+    """Candidate classes beyond the data set's: known as soon as the data are, so refused before training."""
+    allowed = f"must be in [2, {data.num_classes}] or null for {data.num_classes} classes, got {cfg.candidates}"
+    check(cfg.candidates is None or cfg.candidates <= data.num_classes, f"{cfg.section}.candidates", allowed)
+
+
 def metric_names(section: str) -> tuple[str, ...]:
     return tuple(f"{section}_{name}" for name in STATISTICS)
 
 
 MEASURE = Measure(name="deepfool", config=DeepFoolConfig, run=margins, metrics=metric_names("deepfool"),
-                  headline="deepfool_margin")
+                  headline="deepfool_margin", check=check_classes)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from sweep.measures import Measure
-from sweep.measures.deepfool import DeepFoolConfig, margins, metric_names
+from sweep.measures.deepfool import DeepFoolConfig, check_classes, margins, metric_names
 
 
 @dataclass
@@ -20,4 +20,4 @@ class DeepFoolTestConfig(DeepFoolConfig):
 
 
 MEASURE = Measure(name="deepfool_test", config=DeepFoolTestConfig, run=margins, metrics=metric_names("deepfool_test"),
-                  headline="deepfool_test_margin")
+                  headline="deepfool_test_margin", check=check_classes)

@@ -173,13 +173,19 @@ def main(argv: list[str] | None = None) -> None:
         else:
             if not (args.experiment or args.run_id):
                 raise SweepError("--experiment or --run-id: one is required with --mlflow")
+            if args.mlflow.startswith("sqlite:///") and not Path(args.mlflow.removeprefix("sqlite:///")).is_file():
+                raise SweepError(f"--mlflow: no MLflow store at {args.mlflow.removeprefix('sqlite:///')}")
             exported, metrics, directions = from_mlflow(args.mlflow, args.experiment, args.run_id, args.top)
             origin = {"mlflow": masked(args.mlflow), "experiment": args.experiment, "run_id": args.run_id}
     except SweepError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     names = file_names(len(exported), len(directions) > 1, args.top, bool(args.run_id))
-    paths = write(exported, args.out, names, {**origin, "metrics": metrics, "directions": directions})
+    try:
+        paths = write(exported, args.out, names, {**origin, "metrics": metrics, "directions": directions})
+    except OSError as error:
+        print(f"error: --out: cannot write to {args.out}: {error.strerror or error}", file=sys.stderr)
+        raise SystemExit(2) from None
     for path, item in zip(paths, exported, strict=True):
         print(f"{path}  (trial {item.trial}: {item.values})")
 

@@ -198,6 +198,9 @@ def distribution(override: Override) -> tuple[Any, bool]:
     if tags:
         raise ConfigError(key, f"tags {sorted(tags)} apply to interval(...) only")
     if isinstance(sweep, ChoiceSweep):
+        repeated = [v for i, v in enumerate(sweep.list) if repr(v) in map(repr, sweep.list[:i])]
+        if repeated:
+            raise ConfigError(key, f"choice(...) lists {repeated[0]!r} twice; each value once")
         return _categorical(list(sweep.list))
     if isinstance(sweep, RangeSweep):
         return _range(key, sweep)

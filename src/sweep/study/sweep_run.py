@@ -31,8 +31,11 @@ class SweepRun(Run):
                                            max_results=1)
             if not runs:
                 return None
-            self.client.update_run(runs[0].info.run_id, status="RUNNING")
-            return runs[0].info.run_id
+            run_id = runs[0].info.run_id
+            self.client.update_run(run_id, status="RUNNING")
+            if "sweep.failure" in runs[0].data.tags:  # "sweep interrupted" was true of the run that stopped
+                self.client.delete_tag(run_id, "sweep.failure")
+            return run_id
 
         self.run_id = self.guard(find)
         if self.run_id is None:
