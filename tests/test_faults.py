@@ -237,3 +237,98 @@ def test_sweep_export_neither_creates_a_store_nor_fails_with_a_traceback(tmp_pat
                                  "--out", str(tmp_path / "a_file" / "out")], capture_output=True, text=True)
     assert unwritable.returncode == 2 and "Traceback" not in unwritable.stderr
     assert unwritable.stderr.startswith(f"error: --out: cannot write to {tmp_path}/a_file/out")
+
+
+def _namespaced(cwd: Path, hostname: str | None, *args: str) -> subprocess.Popen:
+    """``sweep -m ...`` as PID 1 of a new PID namespace (as a container's ENTRYPOINT), under ``hostname`` if given
+    (each ``docker run --rm`` gets a new one); killing the returned process kills the whole namespace."""
+    import os
+    import shlex
+
+    from tests.conftest import SWEEP
+
+    sweep = shlex.join([SWEEP, "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid", "name=ns",
+                        "deepfool.enabled=false", *args])
+    inner = f"hostname {shlex.quote(hostname)} && exec {sweep}" if hostname else f"exec {sweep}"
+    namespaces = ["--pid", "--mount-proc"] + (["--uts"] if hostname else [])
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db"}
+    return subprocess.Popen(["unshare", *namespaces, "--fork", "--kill-child", "sh", "-c", inner], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _ns_trials(cwd: Path) -> list:
+    journal = cwd / "multirun" / "ns" / "optuna.journal"
+    return optuna.load_study(study_name="ns", storage=fresh_storage(str(journal))).trials if journal.exists() else []
+
+
+def _until(condition, seconds: float = 120) -> None:
+    import time
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.3)
+    raise AssertionError("timed out")
+
+
+def _kill_mid_trial(process: subprocess.Popen, cwd: Path) -> None:
+    import signal
+
+    _until(lambda: {TrialState.COMPLETE, TrialState.RUNNING} <= {t.state for t in _ns_trials(cwd)})
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+
+
+GRID = ["optimizer.lr=choice(0.01,0.02,0.05)", "train.epochs=60", "data.train_subset=null"]
+
+
+@pytest.mark.skipif(subprocess.run(["unshare", "--pid", "--fork", "true"]).returncode != 0,
+                    reason="needs permission to create namespaces")
+def test_a_container_sweep_killed_as_pid_1_is_recovered_when_it_comes_back_as_pid_1(tmp_path: Path) -> None:
+    _kill_mid_trial(_namespaced(tmp_path, None, *GRID), tmp_path)
+    orphan = next(t.number for t in _ns_trials(tmp_path) if t.state == TrialState.RUNNING)
+    resumed = _namespaced(tmp_path, None, *GRID)
+    output, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, output
+    trials = _ns_trials(tmp_path)
+    assert "ended while it ran" in trials[orphan].user_attrs["fail_reason"] and trials[orphan].state == TrialState.FAIL
+    assert sorted(t.params["optimizer.lr"] for t in trials if t.state == TrialState.COMPLETE) == [0.01, 0.02, 0.05]
+
+
+@pytest.mark.skipif(subprocess.run(["unshare", "--uts", "--pid", "--fork", "true"]).returncode != 0,
+                    reason="needs permission to create namespaces")
+def test_a_sweep_lost_with_its_hostname_is_recovered_by_its_silent_heartbeat(tmp_path: Path) -> None:
+    import time
+
+    beat = "hydra.sweeper.heartbeat_interval=1"
+    _kill_mid_trial(_namespaced(tmp_path, "box-a", *GRID, beat), tmp_path)
+    orphan = next(t.number for t in _ns_trials(tmp_path) if t.state == TrialState.RUNNING)
+    assert _ns_trials(tmp_path)[orphan].user_attrs["worker"].startswith("box-a:")
+    time.sleep(4)  # three intervals without a beat
+    resumed = _namespaced(tmp_path, "box-b", *GRID, beat)
+    output, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, output
+    trials = _ns_trials(tmp_path)
+    assert "no heartbeat from its sweep (box-a:1)" in trials[orphan].user_attrs["fail_reason"]
+    assert sorted(t.params["optimizer.lr"] for t in trials if t.state == TrialState.COMPLETE) == [0.01, 0.02, 0.05]
+
+
+@pytest.mark.skipif(subprocess.run(["unshare", "--uts", "--pid", "--fork", "true"]).returncode != 0,
+                    reason="needs permission to create namespaces")
+def test_a_live_sweep_on_another_host_keeps_its_running_trial(tmp_path: Path) -> None:
+    import time
+
+    one = ["optimizer.lr=choice(0.01)", "train.epochs=400", "data.train_subset=null",
+           "hydra.sweeper.heartbeat_interval=1"]
+    live = _namespaced(tmp_path, "box-a", *one)
+    try:
+        _until(lambda: [t.state for t in _ns_trials(tmp_path)] == [TrialState.RUNNING])
+        time.sleep(4)  # longer than three intervals: only the live beat keeps the trial
+        other = _namespaced(tmp_path, "box-b", *one)
+        output, _ = other.communicate(timeout=300)
+        assert other.returncode == 0, output
+        assert [t.state for t in _ns_trials(tmp_path)] == [TrialState.RUNNING]  # box-b left box-a's trial alone
+    finally:
+        live.kill()
+        live.wait(timeout=60)

@@ -23,8 +23,9 @@ What each side writes, and the other reads:
   ``record``), which reach the trial in the shared storage: intermediate values (for pruning) and the user attribute
   ``metrics``;
 - the sweeper records the job's composed config as the user attribute ``config``, a failure's reason as
-  ``fail_reason``, and the worker that ran the trial as ``worker``; the study holds the pruner's settings as the
-  study user attribute ``pruner``.
+  ``fail_reason``, the worker that ran the trial as ``worker``, and a ``heartbeat`` it refreshes while the trial
+  runs (a RUNNING trial whose heartbeat stopped is taken for orphaned, on any host); the study holds the pruner's
+  settings as the study user attribute ``pruner``.
 
 An app may opt into more by tagging its task function with :func:`describes_study`: the sweeper then calls that
 function once with the composed config (without ``hydra``) before any study is opened, and uses the
@@ -52,7 +53,8 @@ ENV_STORAGE_URL = "SWEEP_STUDY_STORAGE_URL"  # the storage URL with its password
 CONFIG_ATTR = "config"  # trial user attribute: the job's composed config (sweeper)
 METRICS_ATTR = "metrics"  # trial user attribute: final metrics (task, through sweep.reporting.record)
 FAIL_REASON_ATTR = "fail_reason"  # trial user attribute: why it failed (sweeper)
-WORKER_ATTR = "worker"  # trial user attribute: the sweep process that ran it (sweeper)
+WORKER_ATTR = "worker"  # trial user attribute: the sweep process that ran it, "host:pid" (sweeper)
+HEARTBEAT_ATTR = "heartbeat"  # trial user attribute: {"at": unix time, "every": seconds}, refreshed while it runs
 PRUNER_ATTR = "pruner"  # study user attribute: {"name": ..., "options": {...}} (sweeper)
 
 STUDY_HOOK = "__sweep_study__"  # attribute of a task function: its describe(config) -> StudySpec

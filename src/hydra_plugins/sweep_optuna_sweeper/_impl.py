@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import socket
+import threading
 import time
 import warnings
 from collections import Counter
@@ -32,6 +33,7 @@ from sweep.contract import (
     CONFIG_ATTR,
     ENV_STORAGE_URL,
     FAIL_REASON_ATTR,
+    HEARTBEAT_ATTR,
     PRUNER_ATTR,
     STUDY_HOOK,
     WORKER_ATTR,
@@ -86,6 +88,7 @@ class OptunaSweeperImpl:
         params: Mapping[str, Any] | None = None,
         custom_search_space: str | None = None,
         keep_study_space: bool = False,
+        heartbeat_interval: float = 30.0,
     ) -> None:
         node = _plain(sampler) if isinstance(sampler, Mapping) else {"name": sampler}
         self.sampler_name = str(node.pop("name"))
@@ -103,6 +106,7 @@ class OptunaSweeperImpl:
         self.params = _plain(params or {})
         self.custom_search_space = custom_search_space
         self.keep_study_space = keep_study_space
+        self.heartbeat_interval = heartbeat_interval
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -123,6 +127,8 @@ class OptunaSweeperImpl:
         check(self.n_jobs >= 1, "hydra.sweeper.n_jobs", f"must be >= 1, got {self.n_jobs}")
         n_trials_ok = self.n_trials is None or self.n_trials >= 1
         check(n_trials_ok, "hydra.sweeper.n_trials", f"must be >= 1, got {self.n_trials}")
+        beat_ok = self.heartbeat_interval > 0
+        check(beat_ok, "hydra.sweeper.heartbeat_interval", f"must be > 0 seconds, got {self.heartbeat_interval}")
         rate_ok = 0.0 <= self.max_failure_rate <= 1.0
         check(rate_ok, "hydra.sweeper.max_failure_rate", f"must be in [0, 1], got {self.max_failure_rate}")
         space = parse_search_space(self.params, arguments)
@@ -258,22 +264,23 @@ class OptunaSweeperImpl:
             plan.grid = plan.space.grid()
 
     def _fail_orphans(self, study: Any, plan: Plan, parent: SweepRun | None) -> None:
-        """Fail the trials left RUNNING by a sweep process of this machine that is gone (killed, crashed).
+        """Fail the RUNNING trials whose sweep is gone (killed, crashed, its machine or container lost).
 
-        Without this, a resumed grid would count such a trial as taken and never rerun its point. Trials of a
-        live process (another sweep working on the same study) and of other machines are left alone.
+        Without this, a resumed grid would count such a trial as taken and never rerun its point. A trial is
+        orphaned when its heartbeat has been silent for three of its intervals, whatever host or container ran it;
+        on this host, at once when its process is gone or its pid is this very process's (a container's PID 1
+        again). Trials of a live sweep, here or elsewhere, keep beating and are left alone.
         """
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
 
-        host = socket.gethostname()
+        host, now = socket.gethostname(), time.time()
         storage = open_storage(plan.storage, "hydra.sweeper.storage")  # the study's own (cached) storage object
         study_id = storage.get_study_id_from_name(plan.study_name)
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            owner, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
-            if owner != host or not pid.isdigit() or _alive(int(pid)):
+            reason = _orphaned(trial, host, now)
+            if reason is None:
                 continue
-            reason = f"its sweep process {pid} on {host} ended while it ran"
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
             try:  # the storage API, as optuna.storages.fail_stale_trials uses it
                 storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason)
@@ -324,9 +331,12 @@ class OptunaSweeperImpl:
         batches: list[Any] = []
         started, running = time.perf_counter(), []
         worker = f"{socket.gethostname()}:{os.getpid()}"
+        storage = open_storage(plan.storage, "hydra.sweeper.storage")
+        heartbeat = Heartbeat(storage, plan.study_name, self.heartbeat_interval)
         try:
             while outcome.told < todo:
                 running = [study.ask() for _ in range(min(self.n_jobs, todo - outcome.told))]
+                heartbeat.watch(running)
                 overrides = [self._job_overrides(trial, plan, parent, worker) for trial in running]
                 returns = self.launcher.launch(overrides, initial_job_idx=running[0].number)
                 for trial, ret in zip(running, returns, strict=True):
@@ -337,12 +347,14 @@ class OptunaSweeperImpl:
                 if outcome.failure_rate > self.max_failure_rate:
                     break
         except BaseException:
+            heartbeat.stop()
             for trial in running:
                 trial.set_user_attr(FAIL_REASON_ATTR, "interrupted")
                 study.tell(trial, state=_state("FAIL"))
             if parent:
                 parent.end("KILLED", reason="sweep interrupted")
             raise
+        heartbeat.stop()
         self._finish(study, plan, parent)
         outcome.raise_if_failed(self.max_failure_rate)
         return batches
@@ -455,6 +467,65 @@ class OptunaSweeperImpl:
                 print(f"MLflow: {self.view_url}" + ("  (start the UI with `make ui`)" if local else ""))
             parent.log_summary(summary, table, report_dir)
             parent.end("FINISHED")
+
+
+class Heartbeat:
+    """Refreshes the heartbeat of the trials this sweep is running, from a thread, every ``interval`` seconds, so that
+    any sweep of the study, on any host, can tell them from orphans (``_orphaned``). It works the same on every
+    storage (Optuna's own heartbeats exist for databases only, and only under ``study.optimize``)."""
+
+    def __init__(self, storage: Any, study_name: str, interval: float) -> None:
+        self._storage, self._interval = storage, interval
+        self._study_id = storage.get_study_id_from_name(study_name)
+        self._trials: dict[int, int] = {}  # trial number -> trial id, of the batch now running
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sweep-heartbeat", daemon=True)
+        self._thread.start()
+
+    def watch(self, trials: list[Any]) -> None:
+        """Beat for ``trials`` (the batch about to launch) from now on, and for no other."""
+        ids = {t.number: self._storage.get_trial_id_from_study_id_trial_number(self._study_id, t.number)
+               for t in trials}
+        with self._lock:
+            self._trials = ids
+        self._beat()
+
+    def _beat(self) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        with self._lock:
+            ids = list(self._trials.values())
+        for trial_id in ids:
+            try:
+                beat = {"at": time.time(), "every": self._interval}
+                self._storage.set_trial_user_attr(trial_id, HEARTBEAT_ATTR, beat)
+            except UpdateFinishedTrialError:
+                pass  # told while we beat
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            try:
+                self._beat()
+            except Exception as error:  # noqa: BLE001 - a storage hiccup must not end the sweep; the next beat retries
+                log.warning("Heartbeat not recorded (%s: %s)", type(error).__name__, error)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=self._interval + 5)
+
+
+def _orphaned(trial: Any, host: str, now: float) -> str | None:
+    """Why ``trial`` (RUNNING) has no live sweep behind it, or None while it has one."""
+    owner, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
+    if owner == host and pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+        return f"its sweep process {pid} on {host} ended while it ran"
+    beat = trial.user_attrs.get(HEARTBEAT_ATTR) or {}
+    last = beat.get("at") or trial.datetime_start.timestamp()
+    silent = now - last
+    if silent > 3 * float(beat.get("every") or 30.0):
+        return f"no heartbeat from its sweep ({owner or 'unknown'}:{pid or '?'}) for {silent:.0f} s"
+    return None
 
 
 class Outcome:

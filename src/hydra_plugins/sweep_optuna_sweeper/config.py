@@ -159,6 +159,10 @@ class OptunaSweeperConf:
     # A resumed study whose swept key was sampled from another space is refused, naming both spaces; true goes on
     # with the space the study already holds for such keys.
     keep_study_space: bool = False
+    # Seconds between heartbeats of the trials a sweep runs: a RUNNING trial silent for three of them is taken for
+    # orphaned (its sweep killed, its container or machine gone) and failed and redone by the next sweep anywhere.
+    # Hosts sharing a study need clocks in step (NTP) to well within this.
+    heartbeat_interval: float = 30.0
 
 
 def _warn_if_shadowed() -> None:
