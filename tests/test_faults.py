@@ -332,3 +332,27 @@ def test_a_live_sweep_on_another_host_keeps_its_running_trial(tmp_path: Path) ->
     finally:
         live.kill()
         live.wait(timeout=60)
+
+
+def test_a_tracking_store_that_cannot_work_stops_a_sweep_at_once(tmp_path: Path) -> None:
+    import socket
+    import threading
+    import time
+
+    from tests.conftest import run_cli
+
+    args = ("-m", "hydra/sweeper=optuna", "optimizer.lr=choice(0.05,0.1)", "train.epochs=2")
+    missing = run_cli(*args, f"mlflow.tracking_uri=sqlite:///{tmp_path}/nowhere/m.db", cwd=tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == (f"error: mlflow.tracking_uri: no folder {tmp_path}/nowhere for the SQLite store "
+                                      f"sqlite:///{tmp_path}/nowhere/m.db")
+    with socket.socket() as server:  # a server that accepts connections and never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        held: list[socket.socket] = []
+        threading.Thread(target=lambda: held.append(server.accept()[0]), daemon=True).start()
+        started = time.time()
+        hanging = run_cli(*args, env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{server.getsockname()[1]}"},
+                          cwd=tmp_path)
+    assert hanging.returncode == 2 and "does not answer" in hanging.stderr.strip().splitlines()[-1]
+    assert time.time() - started < 30 and not (tmp_path / "multirun").exists()

@@ -33,3 +33,15 @@ def test_a_store_that_fails_is_warned_about_once_and_the_run_gives_up(caplog) ->
 
 def test_flatten_turns_nested_config_into_param_names() -> None:
     assert flatten({"a": {"b": 1, "c": {"d": [2]}}, "e": None}) == {"a.b": 1, "a.c.d": [2], "e": None}
+
+
+def test_a_store_that_failed_is_not_tried_again_by_later_runs() -> None:
+    import time
+
+    first = TrialRun(True, "http://127.0.0.1:9", "e")
+    first.start("r", {}, {})
+    assert not first.enabled
+    started = time.perf_counter()
+    second = TrialRun(True, "http://127.0.0.1:9", "e")
+    second.start("r", {}, {})
+    assert not second.enabled and time.perf_counter() - started < 0.1

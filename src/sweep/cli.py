@@ -74,6 +74,7 @@ def describe_study(cfg: DictConfig) -> StudySpec:
 @describes_study(describe_study)
 def task(cfg: DictConfig) -> float | tuple[float, ...]:
     from sweep.config import parse_config, plain
+    from sweep.tracking import check_store, tracking_uri
     from sweep.trial import run_trial
 
     try:
@@ -81,6 +82,8 @@ def task(cfg: DictConfig) -> float | tuple[float, ...]:
         resolved = plain(cfg)
         output_dir = Path(HydraConfig.get().runtime.output_dir)
         link = current_link()
+        if link is None and trial_cfg.mlflow.enabled:  # a sweep checked the store once for all its trials
+            check_store(tracking_uri(trial_cfg.mlflow.tracking_uri))
         metrics = run_trial(trial_cfg, resolved, output_dir, _run_name(link), link)
     except SweepError as error:
         if HydraConfig.get().mode == RunMode.MULTIRUN:

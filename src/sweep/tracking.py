@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+from sweep.errors import SweepError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -94,11 +96,38 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+_FAILED: set[str] = set()  # stores that failed in this process: later runs skip them instead of retrying each time
+
+
+def check_store(uri: str) -> None:
+    """Fail in one line, at once and without creating anything, for a store no run could use: a SQLite file whose
+    folder does not exist, a server that does not answer its health check within 5 s. (Each MLflow call would
+    otherwise retry with backoff, up to minutes per trial.)"""
+    from urllib.error import URLError
+    from urllib.request import urlopen
+
+    from sweep.contract import masked
+
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        if not folder.is_dir():
+            raise SweepError(f"mlflow.tracking_uri: no folder {folder} for the SQLite store {uri}")
+    elif uri.startswith(("http://", "https://")):
+        try:
+            urlopen(f"{uri.rstrip('/')}/health", timeout=5).close()
+        except (URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise SweepError(f"mlflow.tracking_uri: the MLflow server {masked(uri)} does not answer ({reason}); "
+                             "start it, or set mlflow.enabled=false") from None
+
+
 class Run:
     """One MLflow run, created on :meth:`start` (or found again, by the sweep) and closed on :meth:`end`."""
 
     def __init__(self, enabled: bool, uri: str, experiment: str) -> None:
-        self.enabled = enabled
+        if enabled and uri in _FAILED:
+            log.warning("MLflow store %s failed earlier in this process; this run is not tracked", uri)
+        self.enabled = enabled and uri not in _FAILED
         self.uri = uri
         self.experiment = experiment
         self.run_id: str | None = None
@@ -129,6 +158,7 @@ class Run:
             log.warning("MLflow logging failed (%s: %s); this run stops logging, the trial goes on",
                         type(error).__name__, error)
             self.enabled = False
+            _FAILED.add(self.uri)
             return None
 
     def start(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str],

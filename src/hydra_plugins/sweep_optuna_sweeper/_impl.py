@@ -47,6 +47,7 @@ from sweep.study.results import best_trials, format_table, summarize, write_yaml
 from sweep.study.search_space import SearchSpace, override_text, parse_search_space
 from sweep.study.storage import open_storage
 from sweep.study.sweep_run import SweepRun
+from sweep.tracking import check_store
 
 from ._compose import ReusingConfigLoader, scrubbed
 
@@ -142,6 +143,8 @@ class OptunaSweeperImpl:
             "hydra.sweeper.sampler",
             f"{self.sampler_name} is single-objective; for {len(directions)} objectives use nsgaii, tpe, gp or random",
         )
+        if spec.tracking_uri:
+            check_store(spec.tracking_uri)
         grid = space.grid() if self.sampler_name == "grid" else None
         study_name = self.study_name or spec.name or str(self.config.hydra.job.name)
         n_trials = self.n_trials or (len(grid) if grid is not None else DEFAULT_N_TRIALS)
