@@ -51,3 +51,48 @@ def test_incomplete_cifar_names_missing_file(tmp_path: Path) -> None:
     (tmp_path / "cifar-10-batches-py" / "batches.meta").write_bytes(b"")
     with pytest.raises(SweepError, match="data_batch_1 is missing"):
         load_dataset(DataConfig(name="cifar10", root=str(tmp_path)), CPU)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("images_8_bytes", "train-images-idx3-ubyte is not an idx file of uint8 with 3 dimension(s) (8 bytes"),
+        ("images_empty", "train-images-idx3-ubyte is not an idx file of uint8 with 3 dimension(s) (0 bytes"),
+        ("images_cut", "train-images-idx3-ubyte holds"),
+        ("more_labels", "train-labels-idx1-ubyte has 301 labels for 300 images"),
+        ("fewer_labels", "train-labels-idx1-ubyte has 299 labels for 300 images"),
+        ("label_249", "train-labels-idx1-ubyte has label 249; mnist labels are 0..9"),
+        ("labels_missing", "train-labels-idx1-ubyte is missing"),
+    ],
+)
+def test_damaged_idx_files_are_one_line_naming_the_file(torchvision_root: Path, tmp_path: Path, damage: str,
+                                                         message: str) -> None:
+    """Real idx files (the fixture's, in MNIST's own format), copied and damaged the way disks and downloads do."""
+    import shutil
+
+    import numpy as np
+
+    from tests.conftest import _write_idx
+
+    root = tmp_path / "root"
+    shutil.copytree(torchvision_root / "MNIST", root / "MNIST")
+    raw = root / "MNIST" / "raw"
+    images, labels = raw / "train-images-idx3-ubyte", raw / "train-labels-idx1-ubyte"
+    original = np.frombuffer(labels.read_bytes()[8:], dtype=np.uint8)
+    if damage == "images_8_bytes":
+        images.write_bytes(images.read_bytes()[:8])
+    elif damage == "images_empty":
+        images.write_bytes(b"")
+    elif damage == "images_cut":
+        images.write_bytes(images.read_bytes()[:-100])
+    elif damage == "more_labels":
+        _write_idx(labels, np.append(original, 3))
+    elif damage == "fewer_labels":
+        _write_idx(labels, original[:-1])
+    elif damage == "label_249":
+        _write_idx(labels, np.where(np.arange(len(original)) == 7, 249, original))
+    else:
+        labels.unlink()
+    with pytest.raises(SweepError) as raised:
+        load_dataset(DataConfig(name="mnist", root=str(root)), CPU)
+    assert message in str(raised.value) and str(raw) in str(raised.value) and "\n" not in str(raised.value)

@@ -163,17 +163,40 @@ def _download(cfg: DataConfig) -> None:
         raise SweepError(f"data.download: could not fetch {cfg.name} into {cfg.root}: {error}") from error
 
 
-def _read_mnist_like(cfg: DataConfig) -> tuple[Arrays, Arrays, float]:
-    """MNIST and Fashion-MNIST through torchvision's own reader of its idx files."""
-    from torchvision import datasets
+_MNIST_CLASSES = 10  # MNIST and Fashion-MNIST label their images 0..9
 
-    _require(cfg)
-    cls = datasets.MNIST if cfg.name == "mnist" else datasets.FashionMNIST
-    try:
-        parts = [cls(cfg.root, train=train, download=False) for train in (True, False)]
-    except RuntimeError as error:
-        raise SweepError(f"data.root: {cfg.name} under {cfg.root} is incomplete: {error}") from error
-    return *((p.data.unsqueeze(1), p.targets.long()) for p in parts), 1.0 / 255.0  # type: ignore[return-value]
+
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+    """An idx file as the MNIST distribution writes it: magic (0, 0, 0x08 = uint8, ndim), ``ndim`` big-endian uint32
+    sizes, then the bytes. Anything else is one line naming the file (torchvision's reader fails with a traceback)."""
+    if not path.is_file():
+        raise SweepError(f"data.root: {path} is missing; set data.download=true to fetch it")
+    data = path.read_bytes()
+    header = 4 + 4 * ndim
+    if len(data) < header or data[:4] != bytes((0, 0, 8, ndim)):
+        raise SweepError(f"data.root: {path} is not an idx file of uint8 with {ndim} dimension(s) "
+                         f"({len(data)} bytes, starting {data[:4].hex() or 'empty'})")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if len(data) - header != int(np.prod(shape)):
+        raise SweepError(f"data.root: {path} holds {len(data) - header} bytes of data, its header says {shape}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _read_mnist_like(cfg: DataConfig) -> tuple[Arrays, Arrays, float]:
+    """MNIST and Fashion-MNIST from torchvision's layout of their idx files, each checked as it is read."""
+    folder = _require(cfg)
+
+    def read(prefix: str) -> Arrays:
+        images = _read_idx(folder / f"{prefix}-images-idx3-ubyte", 3)
+        labels_path = folder / f"{prefix}-labels-idx1-ubyte"
+        labels = _read_idx(labels_path, 1)
+        if len(labels) != len(images):
+            raise SweepError(f"data.root: {labels_path} has {len(labels)} labels for {len(images)} images")
+        if labels.size and labels.max() >= _MNIST_CLASSES:
+            raise SweepError(f"data.root: {labels_path} has label {labels.max()}; {cfg.name} labels are 0..9")
+        return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+
+    return read("train"), read("t10k"), 1.0 / 255.0
 
 
 def _read_cifar10(cfg: DataConfig) -> tuple[Arrays, Arrays, float]:
