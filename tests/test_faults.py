@@ -356,3 +356,26 @@ def test_a_tracking_store_that_cannot_work_stops_a_sweep_at_once(tmp_path: Path)
                           cwd=tmp_path)
     assert hanging.returncode == 2 and "does not answer" in hanging.stderr.strip().splitlines()[-1]
     assert time.time() - started < 30 and not (tmp_path / "multirun").exists()
+
+
+@pytest.mark.skipif(subprocess.run(["unshare", "--mount", "true"]).returncode != 0,
+                    reason="needs permission to create a mount namespace")
+def test_a_read_only_tracking_folder_stops_a_sweep_at_once(tmp_path: Path) -> None:
+    """The folder is a read-only bind mount in a mount namespace of the sweep's own (root ignores permissions)."""
+    import shlex
+    import time
+
+    from tests.conftest import SWEEP
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    sweep = shlex.join([SWEEP, "-m", "hydra/sweeper=optuna", "optimizer.lr=choice(0.05,0.1)", "train.epochs=2",
+                        f"mlflow.tracking_uri=sqlite:///{folder}/m.db"])
+    inner = f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder} && exec {sweep}"
+    started = time.time()
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", inner], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2 and time.time() - started < 60
+    assert result.stderr.strip() == (f"error: mlflow.tracking_uri: the folder {folder} of the SQLite store "
+                                     f"sqlite:///{folder}/m.db is not writable")
+    assert not (tmp_path / "multirun").exists()

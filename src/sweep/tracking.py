@@ -101,8 +101,8 @@ _FAILED: set[str] = set()  # stores that failed in this process: later runs skip
 
 def check_store(uri: str) -> None:
     """Fail in one line, at once and without creating anything, for a store no run could use: a SQLite file whose
-    folder does not exist, a server that does not answer its health check within 5 s. (Each MLflow call would
-    otherwise retry with backoff, up to minutes per trial.)"""
+    folder does not exist or cannot be written, a server that does not answer its health check within 5 s. (Each
+    MLflow call would otherwise retry with backoff, up to minutes per trial.)"""
     from urllib.error import URLError
     from urllib.request import urlopen
 
@@ -112,6 +112,9 @@ def check_store(uri: str) -> None:
         folder = Path(uri.removeprefix("sqlite:///")).parent
         if not folder.is_dir():
             raise SweepError(f"mlflow.tracking_uri: no folder {folder} for the SQLite store {uri}")
+        if not os.access(folder, os.W_OK):  # SQLite writes its journal beside the database
+            raise SweepError(f"mlflow.tracking_uri: the folder {folder} of the SQLite store {uri} is not "
+                             "writable")
     elif uri.startswith(("http://", "https://")):
         try:
             urlopen(f"{uri.rstrip('/')}/health", timeout=5).close()
