@@ -379,3 +379,22 @@ def test_a_read_only_tracking_folder_stops_a_sweep_at_once(tmp_path: Path) -> No
     assert result.stderr.strip() == (f"error: mlflow.tracking_uri: the folder {folder} of the SQLite store "
                                      f"sqlite:///{folder}/m.db is not writable")
     assert not (tmp_path / "multirun").exists()
+
+
+def test_a_new_study_in_a_reused_folder_never_reads_a_stale_metrics_file(tmp_path: Path) -> None:
+    """Trial 1 of the new study diverges in a job folder whose metrics.json an earlier study left behind: what the
+    study keeps for it comes from the trial itself (nothing), not from the file."""
+    import json
+
+    from tests.conftest import run_cli
+
+    stale = tmp_path / "multirun" / "s" / "1"
+    stale.mkdir(parents=True)
+    (stale / "metrics.json").write_text(json.dumps({"val_acc": 0.99, "test_acc": 0.99}))
+    result = run_cli("-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid", "name=s", "mlflow.enabled=false",
+                     "optimizer.lr=choice(0.05,1e12)", "train.epochs=3", "deepfool.samples=20", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    journal = str(tmp_path / "multirun" / "s" / "optuna.journal")
+    first, diverged = optuna.load_study(study_name="s", storage=fresh_storage(journal)).trials
+    assert diverged.state == TrialState.FAIL and "metrics" not in diverged.user_attrs
+    assert first.state == TrialState.COMPLETE and first.user_attrs["metrics"]["epochs"] == 3  # its own, recorded
