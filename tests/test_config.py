@@ -86,7 +86,7 @@ def test_exported_flat_config_validates_like_a_composed_one() -> None:
     ("args", "expected"),
     [
         (["model=transformer"], "error: model: no option 'transformer'; allowed: cnn, mlp, resnet"),
-        (["optimizer.lr=-1"], "error: optimizer.lr: must be > 0, got -1.0"),
+        (["optimizer.lr=-1"], "error: optimizer.lr: must be > 0 and finite, got -1.0"),
         (["train.batch_size=abc"], "error: train.batch_size: Value 'abc' of type 'str' could not be converted"),
         (["train.epochs=ten"], "error: train.epochs: Value 'ten' of type 'str' could not be converted to Integer"),
         (["+model.hiden_dims=[3]"], "error: model.hiden_dims: Key 'hiden_dims' not in 'MLPConfig'"),

@@ -51,15 +51,17 @@ def describe_study(cfg: DictConfig) -> StudySpec:
     Raises :class:`~sweep.errors.SweepError` for a fixed setting that would fail every trial (a bad value, a GPU
     that is not there, data that are missing), so no trial runs with it.
     """
-    from sweep.config import parse_config
-    from sweep.data import check_available
+    from sweep.config import missing_data, parse_config
     from sweep.objectives import EPOCH_METRICS, default_direction
     from sweep.tracking import tracking_uri
-    from sweep.train import resolve_device
 
     trial = parse_config(cfg)
-    resolve_device(trial.train.device)
-    check_available(trial.data)
+    if trial.train.device not in ("auto", "cpu"):  # only a named GPU can be missing; asking torch costs seconds
+        from sweep.train import resolve_device
+
+        resolve_device(trial.train.device)
+    if (problem := missing_data(trial.data)) and not trial.data.download:
+        raise SweepError(problem)
     return StudySpec(
         name=trial.name,
         metrics=trial.objective,

@@ -1,32 +1,272 @@
-"""The trial config: what Hydra composes from ``conf/``, checked against the dataclasses beside the code.
+"""The trial's config schema: one dataclass per group option and section, in pipeline order, and its checks.
 
 The dataclasses are the one source of every default: each group option (``optimizer=sgd``) and each section
 (``train``) is its dataclass, registered with Hydra's ConfigStore below; ``conf/config.yaml`` only selects them and
-presets only override. Each config group names its dataclass by its ``name`` key (``model.name: mlp`` ->
-``MLPConfig``), so a config exported as one flat YAML file validates exactly like one composed from groups.
+presets only override. They live here rather than beside the code they configure so that this module imports no
+torch: the command line, ``--help`` and a sweep's planning read them without loading the trial's code (the code
+modules import their config from here; each measure's options live in its own module, torch-free too). Each
+config group names its dataclass by its ``name`` key (``model.name: mlp`` -> ``MLPConfig``), so a config exported
+as one flat YAML file validates exactly like one composed from groups.
 Checking merges the node into its dataclass (unknown keys and wrong types fail) and then builds the dataclass
 (ranges fail in ``__post_init__``), before any data is loaded.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, cast
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sweep.data import DATASETS, DataConfig
 from sweep.errors import ConfigError, check, check_choice
-from sweep.init import INIT_SCHEMES, InitConfig
 from sweep.measures import MEASURE_METRICS, MEASURES, measure_of
-from sweep.models import MODELS, ModelConfig
 from sweep.objectives import EPOCH_METRICS
-from sweep.optimizers import OPTIMIZERS, OptimizerConfig
 from sweep.tracking import MlflowConfig
-from sweep.train import TrainConfig
 
+# ----------------------------------------------------------------------------------------------------------- data
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"
+    root: str = "data"  # torchvision data sets live under this folder, in torchvision's own layout
+    download: bool = False  # fetch a missing torchvision data set (needs network); never done silently
+    val_fraction: float = 0.1  # share of the training set held out for validation (fixed split, seed 0)
+    train_subset: int | None = None  # keep only the first N (pre-shuffled) training examples
+
+    def __post_init__(self) -> None:
+        check_choice(self.name, "data.name", DATASETS)
+        check(0.0 < self.val_fraction < 1.0, "data.val_fraction", f"must be in (0, 1), got {self.val_fraction}")
+        check(
+            self.train_subset is None or self.train_subset >= 1,
+            "data.train_subset",
+            f"must be a positive integer or null, got {self.train_subset}",
+        )
+
+
+# torchvision's folder of each data set under data.root (digits ships with scikit-learn).
+TORCHVISION_DIRS = {"mnist": "MNIST/raw", "fashion_mnist": "FashionMNIST/raw", "cifar10": "cifar-10-batches-py"}
+
+
+def missing_data(cfg: DataConfig) -> str | None:
+    """The one-line error for a data set whose files are not under data.root, or None; reads and fetches nothing."""
+    if cfg.name not in TORCHVISION_DIRS:
+        return None
+    folder = Path(cfg.root) / TORCHVISION_DIRS[cfg.name]
+    if folder.is_dir() and any(folder.iterdir()):
+        return None
+    return (f"data.root: {cfg.name} not found at {folder.resolve()}; "
+            "set data.download=true to fetch it (needs network), or point data.root at a copy")
+
+
+# ---------------------------------------------------------------------------------------------------------- model
+ACTIVATIONS = ("relu", "celu", "swish", "silu", "tanh", "sigmoid", "leaky_relu")  # built by sweep.models
+
+
+def _check_common(group: str, activation: str, dropout: float, hidden_dims: list[int]) -> None:
+    check_choice(activation, f"{group}.activation", ACTIVATIONS)
+    check(0.0 <= dropout < 1.0, f"{group}.dropout", f"must be in [0, 1), got {dropout}")
+    check(all(h >= 1 for h in hidden_dims), f"{group}.hidden_dims", f"sizes must be >= 1, got {hidden_dims}")
+
+
+@dataclass
+class MLPConfig:
+    name: str = "mlp"
+    hidden_dims: list[int] = field(default_factory=lambda: [128])
+    activation: str = "relu"
+    dropout: float = 0.0  # drop probability after each hidden layer
+
+    def __post_init__(self) -> None:
+        _check_common("model", self.activation, self.dropout, self.hidden_dims)
+
+
+@dataclass
+class CNNConfig:
+    name: str = "cnn"
+    channels: list[int] = field(default_factory=lambda: [32, 64])  # K: filters of each block
+    layers_per_block: int = 2  # L: 3x3 conv layers in each block
+    pool_every: int = 2  # P: a 2x2 max-pool after every P conv layers (counted across blocks)
+    hidden_dims: list[int] = field(default_factory=lambda: [128])  # H: fully connected layers after the convs
+    batchnorm: bool = False
+    activation: str = "relu"
+    dropout: float = 0.0  # after each fully connected hidden layer
+
+    def __post_init__(self) -> None:
+        _check_common("model", self.activation, self.dropout, self.hidden_dims)
+        check(len(self.channels) >= 1 and min(self.channels) >= 1, "model.channels", "need one or more sizes >= 1")
+        check(self.layers_per_block >= 1, "model.layers_per_block", f"must be >= 1, got {self.layers_per_block}")
+        check(self.pool_every >= 1, "model.pool_every", f"must be >= 1, got {self.pool_every}")
+
+
+@dataclass
+class ResNetConfig:
+    name: str = "resnet"
+    channels: list[int] = field(default_factory=lambda: [16, 32])  # K: width of each stage
+    layers_per_block: int = 2  # L: residual blocks in each stage
+    bottleneck: bool = False  # 1x1-3x3-1x1 blocks (inner width K/4) instead of two 3x3 convs
+    hidden_dims: list[int] = field(default_factory=list)  # fully connected layers after global pooling
+    activation: str = "relu"
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_common("model", self.activation, self.dropout, self.hidden_dims)
+        check(len(self.channels) >= 1 and min(self.channels) >= 1, "model.channels", "need one or more sizes >= 1")
+        check(self.layers_per_block >= 1, "model.layers_per_block", f"must be >= 1, got {self.layers_per_block}")
+
+
+ModelConfig = MLPConfig | CNNConfig | ResNetConfig
+MODELS: dict[str, type] = {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig}
+
+
+# ------------------------------------------------------------------------------------------------------ optimizer
+
+
+def _check_lr_wd(lr: float, weight_decay: float) -> None:
+    check(0 < lr < math.inf, "optimizer.lr", f"must be > 0 and finite, got {lr}")
+    check(0 <= weight_decay < math.inf, "optimizer.weight_decay", f"must be >= 0 and finite, got {weight_decay}")
+
+
+def _check_eps(eps: float) -> None:
+    check(0 < eps < math.inf, "optimizer.eps", f"must be > 0 and finite, got {eps}")
+
+
+def _check_momentum(momentum: float) -> None:
+    check(0.0 <= momentum < 1.0, "optimizer.momentum", f"must be in [0, 1), got {momentum}")
+
+
+@dataclass
+class SGDConfig:
+    name: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9  # the "SGD + momentum" of the studies; 0.0 for plain SGD
+    nesterov: bool = False
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_lr_wd(self.lr, self.weight_decay)
+        _check_momentum(self.momentum)
+        check(not self.nesterov or self.momentum > 0, "optimizer.nesterov", "needs optimizer.momentum > 0")
+
+
+@dataclass
+class RMSpropConfig:
+    name: str = "rmsprop"
+    lr: float = 1e-3
+    alpha: float = 0.99  # smoothing constant of the squared-gradient average
+    momentum: float = 0.0
+    eps: float = 1e-8
+    centered: bool = False
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_lr_wd(self.lr, self.weight_decay)
+        _check_eps(self.eps)
+        _check_momentum(self.momentum)
+        check(0.0 <= self.alpha < 1.0, "optimizer.alpha", f"must be in [0, 1), got {self.alpha}")
+
+
+@dataclass
+class AdamConfig:
+    name: str = "adam"
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.0  # L2 penalty added to the gradient (AdamW decouples it)
+    amsgrad: bool = False
+
+    def __post_init__(self) -> None:
+        _check_lr_wd(self.lr, self.weight_decay)
+        _check_eps(self.eps)
+        check(
+            len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
+            "optimizer.betas",
+            f"must be two values in [0, 1), got {self.betas}",
+        )
+
+
+@dataclass
+class AdamWConfig(AdamConfig):
+    name: str = "adamw"
+    weight_decay: float = 0.01
+
+
+OptimizerConfig = SGDConfig | RMSpropConfig | AdamConfig | AdamWConfig
+OPTIMIZERS: dict[str, type] = {"sgd": SGDConfig, "rmsprop": RMSpropConfig, "adam": AdamConfig, "adamw": AdamWConfig}
+
+
+# ----------------------------------------------------------------------------------------------------------- init
+SCHEMES = (
+    "default",
+    "xavier_normal",
+    "xavier_uniform",
+    "kaiming_normal",
+    "kaiming_uniform",
+    "normal",
+    "heuristic",
+)
+UNKNOWN_LAYERS = ("error", "default")
+
+
+@dataclass
+class InitConfig:
+    name: str = "default"
+    # A layer with weights that is neither Linear nor Conv2d nor a normalisation layer (which keeps PyTorch's
+    # weight 1, bias 0 by design): error stops the trial; default leaves it at PyTorch's own init.
+    unknown_layers: str = "error"
+
+    def __post_init__(self) -> None:
+        check_choice(self.name, "init.name", SCHEMES)
+        check_choice(self.unknown_layers, "init.unknown_layers", UNKNOWN_LAYERS)
+
+
+@dataclass
+class NormalInitConfig(InitConfig):
+    name: str = "normal"
+    std: float = 1.0  # weights ~ N(0, std^2); 1.0 is the classic "does not train" N(0, 1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.std > 0, "init.std", f"must be > 0, got {self.std}")
+
+
+# Which dataclass each scheme takes: only ``normal`` has a std (init.std with another scheme is refused).
+INIT_SCHEMES: dict[str, type] = {name: NormalInitConfig if name == "normal" else InitConfig for name in SCHEMES}
+
+
+# ---------------------------------------------------------------------------------------------------------- train
+CHECKPOINTS = ("none", "final", "best")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 32
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    early_stopping: int = 0  # patience in epochs without a lower validation loss; 0 = off
+    time_budget_s: float | None = None  # stop training after this many seconds (checked every few steps)
+    checkpoint: str = "none"  # none | final | best: save those weights as model.pt in the job's folder
+    eval_batch_size: int = 2048
+
+    def __post_init__(self) -> None:
+        check(self.epochs >= 1, "train.epochs", f"must be >= 1, got {self.epochs}")
+        check(self.batch_size >= 1, "train.batch_size", f"must be >= 1, got {self.batch_size}")
+        check(self.early_stopping >= 0, "train.early_stopping", f"must be >= 0, got {self.early_stopping}")
+        check(
+            self.time_budget_s is None or self.time_budget_s > 0,
+            "train.time_budget_s",
+            f"must be > 0 or null, got {self.time_budget_s}",
+        )
+        check_choice(self.checkpoint, "train.checkpoint", CHECKPOINTS)
+        check(self.eval_batch_size >= 1, "train.eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
+
+
+# ---------------------------------------------------------------------------------------------------- the trial
 METRICS = (*EPOCH_METRICS, *MEASURE_METRICS, "train_seconds", "epochs")
 
 

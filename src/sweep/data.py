@@ -15,30 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sweep.errors import SweepError, check, check_choice
-
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
-
-# torchvision's folder names under data.root, and where each archive lives.
-_TORCHVISION_DIRS = {"mnist": "MNIST/raw", "fashion_mnist": "FashionMNIST/raw", "cifar10": "cifar-10-batches-py"}
-
-
-@dataclass
-class DataConfig:
-    name: str = "digits"
-    root: str = "data"  # torchvision data sets live under this folder, in torchvision's own layout
-    download: bool = False  # fetch a missing torchvision data set (needs network); never done silently
-    val_fraction: float = 0.1  # share of the training set held out for validation (fixed split, seed 0)
-    train_subset: int | None = None  # keep only the first N (pre-shuffled) training examples
-
-    def __post_init__(self) -> None:
-        check_choice(self.name, "data.name", DATASETS)
-        check(0.0 < self.val_fraction < 1.0, "data.val_fraction", f"must be in (0, 1), got {self.val_fraction}")
-        check(
-            self.train_subset is None or self.train_subset >= 1,
-            "data.train_subset",
-            f"must be a positive integer or null, got {self.train_subset}",
-        )
+from sweep.config import TORCHVISION_DIRS, DataConfig, missing_data
+from sweep.errors import SweepError
 
 
 @dataclass(frozen=True)
@@ -132,24 +110,14 @@ def _read_digits(cfg: DataConfig) -> tuple[Arrays, Arrays, float]:
     return (x[train], y[train]), (x[test], y[test]), 1.0 / 16.0
 
 
-def check_available(cfg: DataConfig) -> None:
-    """Raise the one-line error a trial would raise for missing files (nothing is downloaded or read here)."""
-    if cfg.name in _TORCHVISION_DIRS and not cfg.download:
-        _require(cfg)
-
-
 def _require(cfg: DataConfig) -> Path:
     """The data set's folder under data.root, downloading it only when data.download is set."""
-    folder = Path(cfg.root) / _TORCHVISION_DIRS[cfg.name]
-    if folder.is_dir() and any(folder.iterdir()):
-        return folder
-    if not cfg.download:
-        raise SweepError(
-            f"data.root: {cfg.name} not found at {folder.resolve()}; "
-            "set data.download=true to fetch it (needs network), or point data.root at a copy"
-        )
-    _download(cfg)
-    return folder
+    problem = missing_data(cfg)
+    if problem and not cfg.download:
+        raise SweepError(problem)
+    if problem:
+        _download(cfg)
+    return Path(cfg.root) / TORCHVISION_DIRS[cfg.name]
 
 
 def _download(cfg: DataConfig) -> None:

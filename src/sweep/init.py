@@ -6,54 +6,16 @@ scheme but ``default`` (PyTorch's own per-layer init, untouched).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import cast
 
 import torch
 from torch import nn
 
-from sweep.errors import ConfigError, check, check_choice
+from sweep.config import InitConfig, NormalInitConfig
+from sweep.errors import ConfigError
 
-SCHEMES = (
-    "default",
-    "xavier_normal",
-    "xavier_uniform",
-    "kaiming_normal",
-    "kaiming_uniform",
-    "normal",
-    "heuristic",
-)
 # Activations after which He (Kaiming) init keeps the variance; the heuristic uses Xavier after the others.
 _RELU_LIKE = (nn.ReLU, nn.LeakyReLU, nn.CELU, nn.SiLU)
-
-
-UNKNOWN_LAYERS = ("error", "default")
-
-
-@dataclass
-class InitConfig:
-    name: str = "default"
-    # A layer with weights that is neither Linear nor Conv2d nor a normalisation layer (which keeps PyTorch's
-    # weight 1, bias 0 by design): error stops the trial; default leaves it at PyTorch's own init.
-    unknown_layers: str = "error"
-
-    def __post_init__(self) -> None:
-        check_choice(self.name, "init.name", SCHEMES)
-        check_choice(self.unknown_layers, "init.unknown_layers", UNKNOWN_LAYERS)
-
-
-@dataclass
-class NormalInitConfig(InitConfig):
-    name: str = "normal"
-    std: float = 1.0  # weights ~ N(0, std^2); 1.0 is the classic "does not train" N(0, 1)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check(self.std > 0, "init.std", f"must be > 0, got {self.std}")
-
-
-# Which dataclass each scheme takes: only ``normal`` has a std (init.std with another scheme is refused).
-INIT_SCHEMES: dict[str, type] = {name: NormalInitConfig if name == "normal" else InitConfig for name in SCHEMES}
 
 
 _KNOWN = (nn.Linear, nn.Conv2d, nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)  # norms: left alone

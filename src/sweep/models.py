@@ -7,14 +7,14 @@ measured in input space. Input shape and class count come from the data set, nev
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from sweep.errors import check, check_choice
+from sweep.config import CNNConfig, MLPConfig, ModelConfig, ResNetConfig
+from sweep.errors import check
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
+ACTIVATIONS: dict[str, type[nn.Module]] = {  # the names are sweep.config.ACTIVATIONS
     "relu": nn.ReLU,
     "celu": nn.CELU,
     "swish": nn.SiLU,
@@ -23,61 +23,6 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
     "leaky_relu": nn.LeakyReLU,
 }
-
-
-def _check_common(group: str, activation: str, dropout: float, hidden_dims: list[int]) -> None:
-    check_choice(activation, f"{group}.activation", tuple(ACTIVATIONS))
-    check(0.0 <= dropout < 1.0, f"{group}.dropout", f"must be in [0, 1), got {dropout}")
-    check(all(h >= 1 for h in hidden_dims), f"{group}.hidden_dims", f"sizes must be >= 1, got {hidden_dims}")
-
-
-@dataclass
-class MLPConfig:
-    name: str = "mlp"
-    hidden_dims: list[int] = field(default_factory=lambda: [128])
-    activation: str = "relu"
-    dropout: float = 0.0  # drop probability after each hidden layer
-
-    def __post_init__(self) -> None:
-        _check_common("model", self.activation, self.dropout, self.hidden_dims)
-
-
-@dataclass
-class CNNConfig:
-    name: str = "cnn"
-    channels: list[int] = field(default_factory=lambda: [32, 64])  # K: filters of each block
-    layers_per_block: int = 2  # L: 3x3 conv layers in each block
-    pool_every: int = 2  # P: a 2x2 max-pool after every P conv layers (counted across blocks)
-    hidden_dims: list[int] = field(default_factory=lambda: [128])  # H: fully connected layers after the convs
-    batchnorm: bool = False
-    activation: str = "relu"
-    dropout: float = 0.0  # after each fully connected hidden layer
-
-    def __post_init__(self) -> None:
-        _check_common("model", self.activation, self.dropout, self.hidden_dims)
-        check(len(self.channels) >= 1 and min(self.channels) >= 1, "model.channels", "need one or more sizes >= 1")
-        check(self.layers_per_block >= 1, "model.layers_per_block", f"must be >= 1, got {self.layers_per_block}")
-        check(self.pool_every >= 1, "model.pool_every", f"must be >= 1, got {self.pool_every}")
-
-
-@dataclass
-class ResNetConfig:
-    name: str = "resnet"
-    channels: list[int] = field(default_factory=lambda: [16, 32])  # K: width of each stage
-    layers_per_block: int = 2  # L: residual blocks in each stage
-    bottleneck: bool = False  # 1x1-3x3-1x1 blocks (inner width K/4) instead of two 3x3 convs
-    hidden_dims: list[int] = field(default_factory=list)  # fully connected layers after global pooling
-    activation: str = "relu"
-    dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        _check_common("model", self.activation, self.dropout, self.hidden_dims)
-        check(len(self.channels) >= 1 and min(self.channels) >= 1, "model.channels", "need one or more sizes >= 1")
-        check(self.layers_per_block >= 1, "model.layers_per_block", f"must be >= 1, got {self.layers_per_block}")
-
-
-ModelConfig = MLPConfig | CNNConfig | ResNetConfig
-MODELS: dict[str, type] = {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig}
 
 
 class Normalize(nn.Module):

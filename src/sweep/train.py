@@ -17,37 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sweep.config import TrainConfig
 from sweep.data import Dataset, Split
-from sweep.errors import ConfigError, TrialDiverged, check, check_choice
+from sweep.errors import ConfigError, TrialDiverged
 
 _CHECK_EVERY = 25  # steps between divergence / time-budget checks (each costs one host sync on CUDA)
-CHECKPOINTS = ("none", "final", "best")
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 20
-    batch_size: int = 32
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    early_stopping: int = 0  # patience in epochs without a lower validation loss; 0 = off
-    time_budget_s: float | None = None  # stop training after this many seconds (checked every few steps)
-    checkpoint: str = "none"  # none | final | best: save those weights as model.pt in the job's folder
-    eval_batch_size: int = 2048
-
-    def __post_init__(self) -> None:
-        check(self.epochs >= 1, "train.epochs", f"must be >= 1, got {self.epochs}")
-        check(self.batch_size >= 1, "train.batch_size", f"must be >= 1, got {self.batch_size}")
-        check(self.early_stopping >= 0, "train.early_stopping", f"must be >= 0, got {self.early_stopping}")
-        check(
-            self.time_budget_s is None or self.time_budget_s > 0,
-            "train.time_budget_s",
-            f"must be > 0 or null, got {self.time_budget_s}",
-        )
-        check_choice(self.checkpoint, "train.checkpoint", CHECKPOINTS)
-        check(self.eval_batch_size >= 1, "train.eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
-
-
 def resolve_device(spec: str) -> torch.device:
     """The torch device for ``train.device``, refusing CUDA where there is none."""
     if spec == "auto":
