@@ -176,3 +176,19 @@ def test_sampler_option_nodes_name_real_optuna_arguments() -> None:
         accepted = set(inspect.signature(getattr(optuna.samplers, SAMPLERS[name])).parameters)
         options = {f.name for f in dataclasses.fields(node)} - {"name"}
         assert options <= accepted, (name, options - accepted)
+
+
+def derive(config, trial) -> dict:
+    """A define-by-run hook: one more parameter, and an override derived from it."""
+    width = trial.suggest_int("width", 1, 3)
+    return {"model.hidden_dims": [width] * 2}
+
+
+def test_a_define_by_run_hook_adds_parameters_and_derived_overrides(tmp_path: Path) -> None:
+    sweeper = _sweeper(tmp_path, custom_search_space="tests.test_optuna_sweeper.derive")
+    plan = sweeper.plan(["x=choice(1)"])
+    trial = optuna.create_study().ask()
+    overrides = sweeper._job_overrides(trial, plan, None, "host:1")
+    width = trial.params["width"]
+    assert overrides[:3] == ["x=1", f"width={width}", f"model.hidden_dims=[{width},{width}]"]
+    assert overrides[3].startswith("++hydra.job.env_set.SWEEP_STUDY_STORAGE=")
