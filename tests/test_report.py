@@ -147,7 +147,7 @@ def test_sweep_report_from_storage_alone(tmp_path: Path) -> None:
         (["--storage", "nowhere.journal", "--study", "ghost", "--out", "x"], "error: --storage: no journal file"),
         (["--storage", "sqlite:///s.db", "--study", "ghost", "--out", "x"], "error: --study: no study 'ghost'"),
         (["--mlflow", "sqlite:///none.db", "--experiment", "ghost", "--out", "x"],
-         "error: --experiment: no experiment"),
+         "error: --mlflow: no MLflow store at none.db"),
         (["--storage", "s.journal", "--out", "x"], "error: --study: required with --storage"),
     ],
 )
@@ -155,4 +155,12 @@ def test_export_bad_input_is_one_line(tmp_path: Path, args: list[str], message: 
     result = _tool("sweep-export", *args, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_export_names_a_missing_experiment_in_a_real_store(swept: Path, tmp_path: Path) -> None:
+    result = _tool("sweep-export", "--mlflow", f"sqlite:///{swept}/mlflow.db", "--experiment", "ghost", "--out",
+                   str(tmp_path / "x"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --experiment: no experiment 'ghost'")
     assert not (tmp_path / "x").exists()

@@ -79,11 +79,18 @@ class ReusingConfigLoader:
 
 def scrubbed(config: DictConfig) -> DictConfig:
     """``config`` with the password of the sweeper's storage URL masked wherever Hydra keeps it (the sweeper's
-    ``storage`` and the override that set it): every job's ``.hydra/hydra.yaml`` and ``multirun.yaml`` hold these."""
-    sweeper, overrides = config.hydra.get("sweeper"), config.hydra.overrides
-    if sweeper is not None and isinstance(sweeper.get("storage"), str):
-        sweeper.storage = masked(sweeper.storage)
-    overrides.hydra = [masked(line) for line in overrides.hydra]
+    ``storage`` and the override that set it): every job's ``.hydra/hydra.yaml`` and ``multirun.yaml`` hold these.
+
+    Values are read unresolved (an override may itself hold ``${hydra.job.num}``) and written only where one changes.
+    """
+    raw = OmegaConf.to_container(config.hydra, resolve=False)
+    assert isinstance(raw, dict)
+    storage = (raw.get("sweeper") or {}).get("storage")
+    if isinstance(storage, str) and masked(storage) != storage:
+        config.hydra.sweeper.storage = masked(storage)
+    lines = raw["overrides"]["hydra"]
+    if any(masked(line) != line for line in lines):
+        config.hydra.overrides.hydra = [masked(line) for line in lines]
     return config
 
 
