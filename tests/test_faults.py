@@ -398,3 +398,14 @@ def test_a_new_study_in_a_reused_folder_never_reads_a_stale_metrics_file(tmp_pat
     first, diverged = optuna.load_study(study_name="s", storage=fresh_storage(journal)).trials
     assert diverged.state == TrialState.FAIL and "metrics" not in diverged.user_attrs
     assert first.state == TrialState.COMPLETE and first.user_attrs["metrics"]["epochs"] == 3  # its own, recorded
+
+
+def test_bad_input_in_a_folder_the_user_had_takes_back_only_what_hydra_wrote(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.log").write_text("mine")
+    result = run_cli("optimizer.lr=-1", f"hydra.run.dir={mine}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.log"]  # .hydra/ and cli.log gone, the user's file kept

@@ -157,9 +157,10 @@ def test_every_sampler_name_builds_and_runs_a_trial(name: str) -> None:
 def test_every_pruner_name_builds_and_answers(name: str) -> None:
     options = {"threshold": {"upper": 1.0}, "percentile": {"percentile": 25.0}}.get(name, {})
     study = optuna.create_study(pruner=build_pruner(name, options))
+    assert type(study.pruner).__name__ == PRUNERS[name]
     trial = study.ask()
-    trial.report(0.5, step=1)
-    assert trial.should_prune() in (True, False)
+    trial.report(2.0, step=1)  # above the threshold pruner's upper bound: the one pruner that must stop it now
+    assert trial.should_prune() == (name == "threshold")
 
 
 def test_sampler_option_nodes_name_real_optuna_arguments() -> None:

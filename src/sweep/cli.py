@@ -90,18 +90,17 @@ def task(cfg: DictConfig) -> float | tuple[float, ...]:
     except SweepError as error:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # the sweeper records this trial as failed and goes on
-        _remove_run_folder(Path(HydraConfig.get().runtime.output_dir))
+        _remove_run_folder(Path(HydraConfig.get().runtime.output_dir), f"{HydraConfig.get().job.name}.log")
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     return objective_values(metrics, trial_cfg.objective)
 
 
-def _remove_run_folder(folder: Path) -> None:
+def _remove_run_folder(folder: Path, log_name: str) -> None:
     """Take back the output folder Hydra made for a run that bad input stopped before it began: only what Hydra
-    wrote there (``.hydra/``, the log), and the folder and its parents once empty (never a folder the user had)."""
+    wrote there (``.hydra/``, the job's log), and the folder and its parents once empty (never a user's own file)."""
     shutil.rmtree(folder / ".hydra", ignore_errors=True)
-    for log_file in folder.glob("*.log"):
-        log_file.unlink()
+    (folder / log_name).unlink(missing_ok=True)
     for empty in (folder, folder.parent, folder.parent.parent):
         try:
             empty.rmdir()  # only ever removes an empty folder

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -69,9 +70,14 @@ def _cut_partial_record(path: Path) -> None:
     lock = JournalFileSymlinkLock(str(path))
     lock.acquire()
     try:
+        with path.open("rb") as f:  # the last byte tells; a long journal is read whole only when it is damaged
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return
         data = path.read_bytes()
-        if not data or data.endswith(b"\n"):
-            return
         keep = data.rfind(b"\n") + 1
         backup = path.with_name(f"{path.name}.partial-{time.strftime('%Y%m%d-%H%M%S')}")
         backup.write_bytes(data)
