@@ -39,7 +39,7 @@ from tests.deepfool_reference import deepfool_one  # noqa: E402
 
 def trained(cfg, data: Dataset, device: torch.device) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = build_model(cfg, data.input_shape, data.num_classes, data.mean, data.std).to(device)
+    model = build_model(cfg, data.input_shape, data.num_classes, (data.mean, data.std)).to(device)
     fit(
         model,
         build_optimizer(SGDConfig(lr=0.01, momentum=0.9), model.parameters()),

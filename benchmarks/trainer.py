@@ -32,7 +32,7 @@ from sweep.train import TrainConfig, fit  # noqa: E402
 
 def fresh(data: Dataset, width: int, device: torch.device):
     torch.manual_seed(0)
-    model = build_model(MLPConfig(hidden_dims=[width]), data.input_shape, 10, data.mean, data.std).to(device)
+    model = build_model(MLPConfig(hidden_dims=[width]), data.input_shape, 10, (data.mean, data.std)).to(device)
     return model, build_optimizer(SGDConfig(lr=0.02, momentum=0.9), model.parameters())
 
 

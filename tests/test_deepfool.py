@@ -58,7 +58,7 @@ def trained() -> dict[str, nn.Module]:
     models = {}
     for name, cfg in (("mlp", MLPConfig(hidden_dims=[64])), ("cnn", CNNConfig(channels=[8, 16], hidden_dims=[32]))):
         torch.manual_seed(0)
-        model = build_model(cfg, data.input_shape, data.num_classes, data.mean, data.std)
+        model = build_model(cfg, data.input_shape, data.num_classes, (data.mean, data.std))
         optimizer = build_optimizer(SGDConfig(lr=0.05, momentum=0.9), model.parameters())
         fit(model, optimizer, data, data.train, TrainConfig(epochs=4, batch_size=32), [])
         models[name] = model
@@ -124,7 +124,7 @@ def test_blocks_of_rows_give_the_whole_batch_result(trained: dict, name: str) ->
 def test_cpu_attacks_in_cache_sized_blocks(replicate: bool) -> None:
     """On a CPU, by default, no pass holds an activation over 8 MB (so it stays in cache and in malloc's reuse)."""
     torch.manual_seed(0)
-    model = build_model(CNNConfig(channels=[16], hidden_dims=[]), (1, 28, 28), 10, torch.zeros(1), torch.ones(1))
+    model = build_model(CNNConfig(channels=[16], hidden_dims=[]), (1, 28, 28), 10, (torch.zeros(1), torch.ones(1)))
     largest = {"rows": 0, "bytes": 0}
 
     def record(_module: nn.Module, _args: object, out: torch.Tensor) -> None:
@@ -142,7 +142,7 @@ def test_measured_in_eval_mode_and_mode_restored() -> None:
     data = load_dataset(DataConfig(name="digits"), CPU)
     torch.manual_seed(0)
     cfg = CNNConfig(channels=[4], batchnorm=True, dropout=0.5, hidden_dims=[16])
-    model = build_model(cfg, data.input_shape, data.num_classes, data.mean, data.std)
+    model = build_model(cfg, data.input_shape, data.num_classes, (data.mean, data.std))
     fit(model, build_optimizer(SGDConfig(lr=0.05), model.parameters()), data, data.train, TrainConfig(epochs=1), [])
     x, _ = data.val.batch(slice(0, 30))
     model.train()

@@ -91,7 +91,7 @@ def test_export_from_mlflow_matches_export_from_storage(swept: Path) -> None:
     assert first["optimizer"]["lr"] == ranked[0].params["optimizer.lr"]
     assert first["train"]["batch_size"] == ranked[0].params["train.batch_size"]
     assert second["train"]["batch_size"] == ranked[1].params["train.batch_size"]
-    assert "optuna" not in first and set(first["mlflow"]) == {"enabled", "tracking_uri", "experiment"}
+    assert "optuna" not in first and set(first["mlflow"]) == {"enabled", "tracking_uri", "experiment", "run_name"}
 
     run_id = json.loads((out / "summary.json").read_text())["exported"][0]["trial"]
     one = _tool("sweep-export", "--mlflow", f"sqlite:///{swept}/mlflow.db", "--run-id", run_id,

@@ -17,7 +17,7 @@ CPU = torch.device("cpu")
 def _fit(cfg: TrainConfig, lr: float = 0.05):
     data = load_dataset(DataConfig(name="digits"), CPU)
     torch.manual_seed(0)
-    model = build_model(MLPConfig(hidden_dims=[32]), data.input_shape, data.num_classes, data.mean, data.std)
+    model = build_model(MLPConfig(hidden_dims=[32]), data.input_shape, data.num_classes, (data.mean, data.std))
     epochs: list[int] = []
     result = fit(model, build_optimizer(SGDConfig(lr=lr), model.parameters()), data, data.train, cfg,
                  [lambda m: epochs.append(int(m["epoch"]))])

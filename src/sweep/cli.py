@@ -36,8 +36,11 @@ def objective_values(metrics: dict[str, float], objective: list[str]) -> float |
     return values[0] if len(values) == 1 else values
 
 
-def _run_name(link: TrialLink | None) -> str:
+def _run_name(link: TrialLink | None, template: str | None) -> str:
+    """The MLflow run's name: ``mlflow.run_name`` rendered from the config when set, else the trial's number."""
     hc = HydraConfig.get()
+    if template:
+        return template
     if link is not None:
         return f"trial_{link.trial_number}"
     if hc.mode == RunMode.MULTIRUN:
@@ -86,7 +89,7 @@ def task(cfg: DictConfig) -> float | tuple[float, ...]:
         link = current_link()
         if link is None and trial_cfg.mlflow.enabled:  # a sweep checked the store once for all its trials
             check_store(tracking_uri(trial_cfg.mlflow.tracking_uri))
-        metrics = run_trial(trial_cfg, resolved, output_dir, _run_name(link), link)
+        metrics = run_trial(trial_cfg, resolved, output_dir, _run_name(link, trial_cfg.mlflow.run_name), link)
     except SweepError as error:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # the sweeper records this trial as failed and goes on

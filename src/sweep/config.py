@@ -14,6 +14,7 @@ Checking merges the node into its dataclass (unknown keys and wrong types fail) 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
@@ -29,6 +30,7 @@ from sweep.tracking import MlflowConfig
 
 # ----------------------------------------------------------------------------------------------------------- data
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
+PREPROCESS = ("standardize", "pixels")
 
 
 @dataclass
@@ -36,12 +38,19 @@ class DataConfig:
     name: str = "digits"
     root: str = "data"  # torchvision data sets live under this folder, in torchvision's own layout
     download: bool = False  # fetch a missing torchvision data set (needs network); never done silently
-    val_fraction: float = 0.1  # share of the training set held out for validation (fixed split, seed 0)
+    # Share of the training set held out for validation (fixed split, seed 0); 0: no validation split, the model
+    # trains on every training example and val_* metrics do not exist.
+    val_fraction: float = 0.1
     train_subset: int | None = None  # keep only the first N (pre-shuffled) training examples
+    # What the network sees. standardize: (x - mean) / std with the training set's per-channel statistics, as the
+    # model's first layer; pixels: the pixel values scaled into [0, 1] (x / 255), as the studies fed them. DeepFool
+    # measures in that [0, 1] input space either way.
+    preprocess: str = "standardize"
 
     def __post_init__(self) -> None:
         check_choice(self.name, "data.name", DATASETS)
-        check(0.0 < self.val_fraction < 1.0, "data.val_fraction", f"must be in (0, 1), got {self.val_fraction}")
+        check(0.0 <= self.val_fraction < 1.0, "data.val_fraction", f"must be in [0, 1), got {self.val_fraction}")
+        check_choice(self.preprocess, "data.preprocess", PREPROCESS)
         check(
             self.train_subset is None or self.train_subset >= 1,
             "data.train_subset",
@@ -68,21 +77,60 @@ def missing_data(cfg: DataConfig) -> str | None:
 ACTIVATIONS = ("relu", "celu", "swish", "silu", "tanh", "sigmoid", "leaky_relu")  # built by sweep.models
 
 
-def _check_common(group: str, activation: str, dropout: float, hidden_dims: list[int]) -> None:
-    check_choice(activation, f"{group}.activation", ACTIVATIONS)
-    check(0.0 <= dropout < 1.0, f"{group}.dropout", f"must be in [0, 1), got {dropout}")
-    check(all(h >= 1 for h in hidden_dims), f"{group}.hidden_dims", f"sizes must be >= 1, got {hidden_dims}")
+def per_layer(value: Any, layers: int) -> list[Any]:
+    """A per-hidden-layer setting as one value per layer: a single value applies to every layer."""
+    return list(value) if isinstance(value, list | tuple) else [value] * layers
+
+
+def _check_per_layer(key: str, value: Any, layers: int, ok: Any, allowed: str) -> None:
+    """``value`` is one allowed value, or a list with one allowed value per hidden layer."""
+    values = per_layer(value, layers)
+    if isinstance(value, list | tuple):
+        check(len(values) == layers, key, f"a list needs one entry per hidden layer ({layers}), got {len(values)}")
+    for item in values:
+        check(ok(item), key, f"got {item!r}, allowed: {allowed}")
+
+
+def _is_probability(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value < 1.0
+
+
+def _check_head(activation: Any, dropout: Any, input_dropout: float, hidden_dims: list[int]) -> None:
+    """Checks shared by every model's fully connected layers."""
+    check(all(h >= 1 for h in hidden_dims), "model.hidden_dims", f"sizes must be >= 1, got {hidden_dims}")
+    _check_per_layer("model.activation", activation, len(hidden_dims), lambda a: a in ACTIVATIONS,
+                     ", ".join(ACTIVATIONS))
+    _check_per_layer("model.dropout", dropout, len(hidden_dims), _is_probability, "drop probabilities in [0, 1)")
+    check(_is_probability(input_dropout), "model.input_dropout", f"must be in [0, 1), got {input_dropout}")
 
 
 @dataclass
 class MLPConfig:
     name: str = "mlp"
     hidden_dims: list[int] = field(default_factory=lambda: [128])
-    activation: str = "relu"
-    dropout: float = 0.0  # drop probability after each hidden layer
+    activation: Any = "relu"  # one name for every hidden layer, or a list with one per layer: [relu, celu, swish]
+    dropout: Any = 0.0  # drop probability after each hidden layer: one value, or a list with one per layer
+    input_dropout: float = 0.0  # drop probability on the input pixels
+    # The studies' spelling: keep probabilities for [input, hidden 1, hidden 2, ...], e.g. [1.0, 0.8, 0.8, 0.9];
+    # sets input_dropout and dropout (which must then be left at 0).
+    keep_prob: list[float] | None = None
 
     def __post_init__(self) -> None:
-        _check_common("model", self.activation, self.dropout, self.hidden_dims)
+        _apply_keep_prob(self)
+        _check_head(self.activation, self.dropout, self.input_dropout, self.hidden_dims)
+
+
+def _apply_keep_prob(cfg: MLPConfig) -> None:
+    if cfg.keep_prob is None:
+        return
+    keep = list(cfg.keep_prob)
+    layers = len(cfg.hidden_dims) + 1
+    check(len(keep) == layers, "model.keep_prob", f"needs {layers} values (input and each hidden layer), got {keep}")
+    check(all(0.0 < k <= 1.0 for k in keep), "model.keep_prob", f"keep probabilities must be in (0, 1], got {keep}")
+    unset = cfg.input_dropout == 0 and all(d == 0 for d in per_layer(cfg.dropout, layers - 1))
+    check(unset, "model.keep_prob", "give keep_prob or dropout / input_dropout, not both")
+    cfg.input_dropout = round(1.0 - keep[0], 12)
+    cfg.dropout = [round(1.0 - k, 12) for k in keep[1:]]
 
 
 @dataclass
@@ -95,9 +143,10 @@ class CNNConfig:
     batchnorm: bool = False
     activation: str = "relu"
     dropout: float = 0.0  # after each fully connected hidden layer
+    input_dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_common("model", self.activation, self.dropout, self.hidden_dims)
+        _check_head(self.activation, self.dropout, self.input_dropout, self.hidden_dims)
         check(len(self.channels) >= 1 and min(self.channels) >= 1, "model.channels", "need one or more sizes >= 1")
         check(self.layers_per_block >= 1, "model.layers_per_block", f"must be >= 1, got {self.layers_per_block}")
         check(self.pool_every >= 1, "model.pool_every", f"must be >= 1, got {self.pool_every}")
@@ -112,9 +161,10 @@ class ResNetConfig:
     hidden_dims: list[int] = field(default_factory=list)  # fully connected layers after global pooling
     activation: str = "relu"
     dropout: float = 0.0
+    input_dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_common("model", self.activation, self.dropout, self.hidden_dims)
+        _check_head(self.activation, self.dropout, self.input_dropout, self.hidden_dims)
         check(len(self.channels) >= 1 and min(self.channels) >= 1, "model.channels", "need one or more sizes >= 1")
         check(self.layers_per_block >= 1, "model.layers_per_block", f"must be >= 1, got {self.layers_per_block}")
 
@@ -248,15 +298,25 @@ class TrainConfig:
     batch_size: int = 32
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    early_stopping: int = 0  # patience in epochs without a lower validation loss; 0 = off
-    time_budget_s: float | None = None  # stop training after this many seconds (checked every few steps)
-    checkpoint: str = "none"  # none | final | best: save those weights as model.pt in the job's folder
+    early_stopping: int = 0  # patience: stop after this many evaluations without a better early_stopping_metric
+    early_stopping_metric: str = "val_loss"  # any per-epoch metric; losses are minimised, accuracies maximised
+    time_budget_s: float | None = None  # stop after this many seconds of training (evaluations not counted)
+    target_train_acc: float | None = None  # stop once an epoch's training accuracy reaches this (1.0: fit the set)
+    eval_every: int = 0  # also evaluate every N optimizer steps (logged as step/<metric>); 0: once per epoch only
+    checkpoint: str = "none"  # none | final | best: save those weights (best by early_stopping_metric) as model.pt
     eval_batch_size: int = 2048
 
     def __post_init__(self) -> None:
         check(self.epochs >= 1, "train.epochs", f"must be >= 1, got {self.epochs}")
         check(self.batch_size >= 1, "train.batch_size", f"must be >= 1, got {self.batch_size}")
         check(self.early_stopping >= 0, "train.early_stopping", f"must be >= 0, got {self.early_stopping}")
+        check_choice(self.early_stopping_metric, "train.early_stopping_metric", EPOCH_METRICS)
+        check(
+            self.target_train_acc is None or 0.0 < self.target_train_acc <= 1.0,
+            "train.target_train_acc",
+            f"must be in (0, 1] or null, got {self.target_train_acc}",
+        )
+        check(self.eval_every >= 0, "train.eval_every", f"must be >= 0, got {self.eval_every}")
         check(
             self.time_budget_s is None or self.time_budget_s > 0,
             "train.time_budget_s",
@@ -267,8 +327,7 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------------------------------------- the trial
-METRICS = (*EPOCH_METRICS, *MEASURE_METRICS, "train_seconds", "epochs")
-
+METRICS = (*EPOCH_METRICS, *MEASURE_METRICS, "train_seconds", "epochs", "steps")
 
 
 # For each group, which dataclass each ``name`` selects.
@@ -306,6 +365,13 @@ class TrialConfig:
             measure = measure_of(metric)
             if measure is not None:
                 check(self.measures[measure.name].enabled, "objective", f"{metric} needs {measure.name}.enabled=true")
+        if self.data.val_fraction == 0:  # no validation split: nothing may read one
+            no_val = "needs a validation split, but data.val_fraction=0; name a train_* or test_* metric"
+            for metric in self.objective:
+                check(not metric.startswith("val_"), "objective", f"{metric} {no_val}")
+            stop = self.train.early_stopping_metric
+            uses_stop = self.train.early_stopping > 0 or self.train.checkpoint == "best"
+            check(not (uses_stop and stop.startswith("val_")), "train.early_stopping_metric", f"{stop} {no_val}")
 
 
 def plain(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
@@ -313,6 +379,22 @@ def plain(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     if isinstance(cfg, DictConfig):
         return cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     return dict(cfg)
+
+
+def render_run_name(template: str, tree: dict[str, Any]) -> str:
+    """``mlflow.run_name`` with each ``{dotted.key}`` replaced by that config value (lists joined by "-")."""
+
+    def value(match: re.Match[str]) -> str:
+        node: Any = tree
+        for part in match.group(1).split("."):
+            check(isinstance(node, dict) and part in node, "mlflow.run_name",
+                  f"{{{match.group(1)}}} names no config key; use dotted keys such as {{model.hidden_dims}}")
+            node = node[part]
+        return "-".join(map(str, node)) if isinstance(node, list) else str(node)
+
+    name = re.sub(r"\{([^{}]+)\}", value, template)
+    check(bool(name) and "/" not in name, "mlflow.run_name", f"gives {name!r}; a run name is non-empty, without '/'")
+    return name
 
 
 def _typed(cls: type, node: Any, key: str) -> Any:
@@ -350,6 +432,8 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> TrialConfig:
     for section, cls in SECTIONS.items():
         options = _typed(cls, tree.get(section, {}), section)
         (parsed["measures"] if section in MEASURES else parsed)[section] = options
+    if parsed["mlflow"].run_name:
+        parsed["mlflow"].run_name = render_run_name(parsed["mlflow"].run_name, tree)
     return TrialConfig(**parsed)
 
 

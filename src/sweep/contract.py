@@ -20,8 +20,8 @@ What each side writes, and the other reads:
 
 - the task returns a float, or a sequence of floats for several objectives (Hydra's ``JobReturn``);
 - the task may report intermediate values and final metrics through :mod:`sweep.reporting` (``report``,
-  ``record``), which reach the trial in the shared storage: intermediate values (for pruning) and the user attribute
-  ``metrics``;
+  ``record``), which reach the trial in the shared storage: intermediate values (for pruning) and the user attributes
+  ``metrics`` and (optionally) ``history``, the learning curves;
 - the sweeper records the job's composed config as the user attribute ``config``, a failure's reason as
   ``fail_reason``, the worker that ran the trial as ``worker``, and a ``heartbeat`` it refreshes while the trial
   runs (a RUNNING trial whose heartbeat stopped is taken for orphaned, on any host); the study holds the pruner's
@@ -52,6 +52,7 @@ ENV_STORAGE_URL = "SWEEP_STUDY_STORAGE_URL"  # the storage URL with its password
 
 CONFIG_ATTR = "config"  # trial user attribute: the job's composed config (sweeper)
 METRICS_ATTR = "metrics"  # trial user attribute: final metrics (task, through sweep.reporting.record)
+HISTORY_ATTR = "history"  # trial user attribute: {curve name: [{x and metric: value}, ...]} (task, through record)
 FAIL_REASON_ATTR = "fail_reason"  # trial user attribute: why it failed (sweeper)
 WORKER_ATTR = "worker"  # trial user attribute: the sweep process that ran it, "host:pid" (sweeper)
 HEARTBEAT_ATTR = "heartbeat"  # trial user attribute: {"at": unix time, "every": seconds}, refreshed while it runs

@@ -2,8 +2,9 @@
 
 Every data set is held as uint8 images ``(N, C, H, W)`` plus int64 labels, split once into train / validation /
 test, and cached per (data set, device): a sweep of many trials in one process reads the disk once and never
-copies the images again. Trials turn a batch into floats in [0, 1] on the device (``Split.batch``); the model
-normalises with the training statistics itself, so DeepFool perturbations live in input space.
+copies the images again. Trials turn a batch into floats in [0, 1] on the device (``Split.batch``); with
+``data.preprocess=standardize`` the model normalises them with the training statistics itself, so DeepFool
+perturbations live in this [0, 1] input space whatever the preprocessing.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Split:
     x: torch.Tensor  # (N, C, H, W) uint8
     y: torch.Tensor  # (N,) int64
     scale: float  # multiplies the uint8 values into [0, 1]
+    rows: torch.Tensor  # (N,) int64 on the CPU: each example's position in the data set's own file order
 
     def __len__(self) -> int:
         return self.y.shape[0]
@@ -36,7 +38,11 @@ class Split:
 
     def head(self, n: int | None) -> Split:
         """The first ``n`` examples as a view (no copy); the split is pre-shuffled, so this is a random subset."""
-        return self if n is None or n >= len(self) else Split(self.x[:n], self.y[:n], self.scale)
+        return self if n is None or n >= len(self) else Split(self.x[:n], self.y[:n], self.scale, self.rows[:n])
+
+    def first_in_file(self, n: int) -> torch.Tensor:
+        """Indices of the ``n`` examples that come first in the data set's file (the studies' "first 1,000")."""
+        return torch.argsort(self.rows)[:n]
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,9 @@ def _build(cfg: DataConfig, device: torch.device) -> Dataset:
     (x_train, y_train), (x_test, y_test), scale = _READERS[cfg.name](cfg)
     # One fixed shuffle (seed 0) so validation is the same for every trial and train_subset is random.
     order = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(0))
-    n_val = max(1, round(cfg.val_fraction * len(order)))
+    n_val = round(cfg.val_fraction * len(order))
+    if cfg.val_fraction > 0:
+        n_val = max(1, n_val)
     val_idx, train_idx = order[:n_val], order[n_val:]
     train_x = x_train[train_idx]
     floats = train_x.float() * scale
@@ -81,13 +89,13 @@ def _build(cfg: DataConfig, device: torch.device) -> Dataset:
     std = floats.std(dim=(0, 2, 3)).clamp_min(1e-6)
     del floats
 
-    def split(x: torch.Tensor, y: torch.Tensor) -> Split:
-        return Split(x.to(device), y.to(device), scale)
+    def split(x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) -> Split:
+        return Split(x.to(device), y.to(device), scale, rows)
 
     return Dataset(
-        train=split(train_x, y_train[train_idx]),
-        val=split(x_train[val_idx], y_train[val_idx]),
-        test=split(x_test, y_test),
+        train=split(train_x, y_train[train_idx], train_idx),
+        val=split(x_train[val_idx], y_train[val_idx], val_idx),
+        test=split(x_test, y_test, torch.arange(len(y_test))),
         num_classes=int(max(y_train.max(), y_test.max())) + 1,
         mean=mean.to(device),
         std=std.to(device),

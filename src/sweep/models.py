@@ -1,7 +1,8 @@
 """Classifiers for the ``model`` config group: MLP, plain CNN and ResNet.
 
-Every model starts with :class:`Normalize`, so it takes inputs in [0, 1] and the DeepFool perturbation is
-measured in input space. Input shape and class count come from the data set, never from the config.
+Every model takes inputs in [0, 1]; with ``data.preprocess=standardize`` it starts with :class:`Normalize`, so the
+DeepFool perturbation is measured in that input space either way. Input shape and class count come from the data
+set, never from the config.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from sweep.config import CNNConfig, MLPConfig, ModelConfig, ResNetConfig
+from sweep.config import CNNConfig, MLPConfig, ModelConfig, ResNetConfig, per_layer
 from sweep.errors import check
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {  # the names are sweep.config.ACTIVATIONS
@@ -40,20 +41,25 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def _head(in_dim: int, hidden_dims: list[int], num_classes: int, act: type[nn.Module], dropout: float) -> list:
-    """Fully connected layers ending in the class logits; the last Linear is the output layer."""
+def _head(in_dim: int, cfg: ModelConfig, num_classes: int) -> list[nn.Module]:
+    """Fully connected layers ending in the class logits; the last Linear is the output layer.
+
+    Each hidden layer is Linear -> activation -> Dropout (when its drop probability is above 0), with the layer's
+    own activation and probability where the config gives one per layer.
+    """
     layers: list[nn.Module] = []
-    for width in hidden_dims:
-        layers += [nn.Linear(in_dim, width), act()]
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
+    hidden = cfg.hidden_dims
+    for width, act, drop in zip(hidden, per_layer(cfg.activation, len(hidden)), per_layer(cfg.dropout, len(hidden)),
+                                strict=True):
+        layers += [nn.Linear(in_dim, width), ACTIVATIONS[act]()]
+        if drop > 0:
+            layers.append(nn.Dropout(drop))
         in_dim = width
     return [*layers, nn.Linear(in_dim, num_classes)]
 
 
 def _mlp(cfg: MLPConfig, shape: tuple[int, int, int], num_classes: int) -> list[nn.Module]:
-    in_dim = shape[0] * shape[1] * shape[2]
-    return [nn.Flatten(), *_head(in_dim, cfg.hidden_dims, num_classes, ACTIVATIONS[cfg.activation], cfg.dropout)]
+    return [nn.Flatten(), *_head(shape[0] * shape[1] * shape[2], cfg, num_classes)]
 
 
 def _cnn(cfg: CNNConfig, shape: tuple[int, int, int], num_classes: int) -> list[nn.Module]:
@@ -77,7 +83,7 @@ def _cnn(cfg: CNNConfig, shape: tuple[int, int, int], num_classes: int) -> list[
                 layers.append(nn.MaxPool2d(2))
                 side //= 2
     flat = in_ch * (shape[1] >> (count // cfg.pool_every)) * (shape[2] >> (count // cfg.pool_every))
-    return [*layers, nn.Flatten(), *_head(flat, cfg.hidden_dims, num_classes, act, cfg.dropout)]
+    return [*layers, nn.Flatten(), *_head(flat, cfg, num_classes)]
 
 
 class ResidualBlock(nn.Module):
@@ -118,19 +124,24 @@ def _resnet(cfg: ResNetConfig, shape: tuple[int, int, int], num_classes: int) ->
             layers.append(ResidualBlock(width, out_ch, stride, cfg.bottleneck, act))
             width = out_ch
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    return [*layers, *_head(width, cfg.hidden_dims, num_classes, act, cfg.dropout)]
+    return [*layers, *_head(width, cfg, num_classes)]
 
 
 _BUILDERS: dict[type, Callable[..., list[nn.Module]]] = {MLPConfig: _mlp, CNNConfig: _cnn, ResNetConfig: _resnet}
 
 
-def build_model(
-    cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int, mean: torch.Tensor, std: torch.Tensor
-) -> nn.Sequential:
-    """The classifier of ``cfg`` for inputs of ``input_shape`` (C, H, W) in [0, 1].
+Stats = tuple[torch.Tensor, torch.Tensor]  # per-channel mean and std of the training inputs
+
+
+def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int, stats: Stats | None) -> nn.Sequential:
+    """The classifier of ``cfg`` for inputs of ``input_shape`` (C, H, W) in [0, 1]; ``stats`` (per-channel mean and
+    std) makes it standardise its input first, None feeds it the inputs as they are (``data.preprocess``).
 
     Convolutional models hold their weights channels-last: oneDNN and cuDNN pick faster kernels for it, which
     makes training and DeepFool's many backward passes 1.2-1.4x faster on CPU (benchmarks/deepfool.py).
     """
-    model = nn.Sequential(Normalize(mean, std), *_BUILDERS[type(cfg)](cfg, input_shape, num_classes))
+    first: list[nn.Module] = [Normalize(*stats)] if stats is not None else []
+    if cfg.input_dropout > 0:
+        first.append(nn.Dropout(cfg.input_dropout))
+    model = nn.Sequential(*first, *_BUILDERS[type(cfg)](cfg, input_shape, num_classes))
     return model if isinstance(cfg, MLPConfig) else model.to(memory_format=torch.channels_last)

@@ -23,7 +23,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sweep.contract import METRICS_ATTR, PRUNER_ATTR, TrialLink, current_link
+from sweep.contract import HISTORY_ATTR, METRICS_ATTR, PRUNER_ATTR, TrialLink, current_link
 
 if TYPE_CHECKING:
     import optuna
@@ -70,13 +70,26 @@ def report(value: float, step: int) -> None:
         raise optuna.TrialPruned(f"pruned at step {step} (value {value:.4g})")
 
 
-def record(metrics: Mapping[str, Any]) -> None:
-    """Keep ``metrics`` (name -> number) with this job's trial, for reports and export. A no-op outside a sweep.
+def strict(value: Any) -> Any:
+    """``value`` (numbers, nested in dicts and lists) as strict JSON holds it: NaN and infinities become None."""
+    if isinstance(value, Mapping):
+        return {str(k): strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict(v) for v in value]
+    if isinstance(value, bool | str) or value is None:
+        return value
+    number = float(value)
+    return number if math.isfinite(number) else None
 
-    Non-finite numbers are stored as None so the storage holds strict JSON.
+
+def record(metrics: Mapping[str, Any], history: Mapping[str, Any] | None = None) -> None:
+    """Keep ``metrics`` (name -> number) with this job's trial, for reports and export, and optionally its
+    ``history``: named learning curves, each a list of rows (``{"epoch": 1, "val_acc": 0.9, ...}``), which reports
+    draw per trial. A no-op outside a sweep. Non-finite numbers are stored as None so the storage holds strict JSON.
     """
     linked = _trial()
     if linked is None:
         return
-    clean = {k: (float(v) if math.isfinite(float(v)) else None) for k, v in metrics.items()}
-    linked[0].set_user_attr(METRICS_ATTR, clean)
+    linked[0].set_user_attr(METRICS_ATTR, strict(metrics))
+    if history is not None:
+        linked[0].set_user_attr(HISTORY_ATTR, strict(history))

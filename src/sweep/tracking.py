@@ -37,6 +37,9 @@ class MlflowConfig:
     enabled: bool = True
     tracking_uri: str | None = None  # null: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working dir
     experiment: str | None = None  # null: the trial's ``name``; in a sweep, the sweep's experiment
+    # The run's name, from config values: "L{model.layers_per_block}_K{model.channels}" -> L4_K64-128 (lists joined
+    # by "-"). null: trial_<number> in a sweep, the output folder's name in a single run.
+    run_name: str | None = None
 
 
 def tracking_uri(configured: str | None) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,8 +20,11 @@ from torch import nn
 from sweep.config import TrainConfig
 from sweep.data import Dataset, Split
 from sweep.errors import ConfigError, TrialDiverged
+from sweep.objectives import default_direction
 
 _CHECK_EVERY = 25  # steps between divergence / time-budget checks (each costs one host sync on CUDA)
+
+
 def resolve_device(spec: str) -> torch.device:
     """The torch device for ``train.device``, refusing CUDA where there is none."""
     if spec == "auto":
@@ -40,13 +43,15 @@ def resolve_device(spec: str) -> torch.device:
 
 
 EpochCallback = Callable[[dict[str, float]], None]
+EVAL_SPLITS = ("val", "test")  # evaluated after every epoch (and every train.eval_every steps) when not empty
 
 
 @dataclass
 class FitResult:
     history: list[dict[str, float]]  # one dict of metrics per epoch run
-    best_state: dict[str, torch.Tensor] | None  # weights at the lowest validation loss (checkpoint=best)
-    stopped: str  # "epochs" | "early_stopping" | "time_budget"
+    evaluations: list[dict[str, float]]  # one per train.eval_every steps: step, epoch, seconds and the metrics
+    best_state: dict[str, torch.Tensor] | None  # weights at the best early_stopping_metric (checkpoint=best)
+    stopped: str  # "epochs" | "early_stopping" | "time_budget" | "target_train_acc"
 
 
 def evaluate(model: nn.Module, split: Split, batch_size: int) -> torch.Tensor:
@@ -61,6 +66,39 @@ def evaluate(model: nn.Module, split: Split, batch_size: int) -> torch.Tensor:
     return totals
 
 
+def _metrics(model: nn.Module, data: Dataset, train_sums: torch.Tensor, seen: int, batch_size: int) -> dict[str, float]:
+    """Mean training loss and accuracy over the ``seen`` examples summed in ``train_sums``, and the loss and accuracy
+    of each evaluation split that has examples, read from the device in one sync."""
+    splits = [name for name in EVAL_SPLITS if len(data.split(name))]
+    was_training = model.training
+    model.eval()
+    sums = torch.cat([train_sums, *(evaluate(model, data.split(name), batch_size) for name in splits)]).tolist()
+    model.train(was_training)
+    metrics = {"train_loss": sums[0] / seen, "train_acc": sums[1] / seen}
+    for i, name in enumerate(splits, 1):
+        metrics[f"{name}_loss"] = sums[2 * i] / len(data.split(name))
+        metrics[f"{name}_acc"] = sums[2 * i + 1] / len(data.split(name))
+    return metrics
+
+
+class _Monitor:
+    """Tracks ``train.early_stopping_metric``: whether an epoch improved it, and how many epochs in a row did not."""
+
+    def __init__(self, metric: str) -> None:
+        self.metric, self.sign = metric, 1.0 if default_direction(metric) == "minimize" else -1.0
+        self.best, self.stale = math.inf, 0
+
+    def improved(self, metrics: dict[str, float]) -> bool:
+        if self.metric not in metrics:  # no validation split and nothing asked for it (checked in the config)
+            return False
+        value = self.sign * metrics[self.metric]
+        if value < self.best:
+            self.best, self.stale = value, 0
+            return True
+        self.stale += 1
+        return False
+
+
 def fit(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -68,22 +106,32 @@ def fit(
     train_split: Split,
     cfg: TrainConfig,
     on_epoch: list[EpochCallback],
+    on_eval: Sequence[EpochCallback] = (),
 ) -> FitResult:
-    """Train ``model`` for ``cfg.epochs`` epochs, calling each of ``on_epoch`` with that epoch's metrics.
+    """Train ``model`` for up to ``cfg.epochs`` epochs, calling each of ``on_epoch`` with that epoch's metrics and
+    each of ``on_eval`` with those of every evaluation between epochs (``cfg.eval_every``).
 
+    Training stops early at the time budget (training seconds: evaluations are not counted), at the training
+    accuracy target, or when ``cfg.early_stopping`` epochs in a row did not improve the early-stopping metric.
     Raises :class:`TrialDiverged` as soon as the training loss is NaN or infinite; a callback may raise to stop
     training (the sweeper's pruning does).
     """
     device = train_split.y.device
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     n = len(train_split)
-    started = time.perf_counter()
+    started, eval_seconds, steps = time.perf_counter(), 0.0, 0
+
+    def train_seconds() -> float:
+        return time.perf_counter() - started - eval_seconds
+
     history: list[dict[str, float]] = []
-    best_loss, best_state, stale, stopped = math.inf, None, 0, "epochs"
+    evaluations: list[dict[str, float]] = []
+    monitor, best_state, stopped = _Monitor(cfg.early_stopping_metric), None, "epochs"
     for epoch in range(1, cfg.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
-        totals = torch.zeros(2, device=device)  # summed loss, correct count
+        totals = torch.zeros(2, device=device)  # summed loss, correct count: this epoch
+        window, window_seen = torch.zeros(2, device=device), 0  # the same since the last evaluation
         order = torch.randperm(n, generator=generator, device=device)
         for step, start in enumerate(range(0, n, cfg.batch_size), 1):
             x, y = train_split.batch(order[start : start + cfg.batch_size])
@@ -92,46 +140,48 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            steps += 1
             with torch.no_grad():
-                totals[0] += loss.detach() * y.shape[0]
-                totals[1] += (logits.argmax(1) == y).sum()
+                sums = torch.stack([loss.detach() * y.shape[0], (logits.argmax(1) == y).sum()])
+                totals += sums
+                window += sums
+                window_seen += y.shape[0]
+            if cfg.eval_every and steps % cfg.eval_every == 0:
+                eval_start = time.perf_counter()
+                _check_finite(window[0].item(), epoch)
+                row = {"step": steps, "epoch": epoch - 1 + min(n, step * cfg.batch_size) / n,
+                       "seconds": train_seconds(), **_metrics(model, data, window, window_seen, cfg.eval_batch_size)}
+                evaluations.append(row)
+                window, window_seen = torch.zeros(2, device=device), 0
+                eval_seconds += time.perf_counter() - eval_start
+                for callback in on_eval:
+                    callback(row)
             if step % _CHECK_EVERY == 0:
                 _check_finite(totals[0].item(), epoch)
-                if cfg.time_budget_s and time.perf_counter() - started > cfg.time_budget_s:
+                if cfg.time_budget_s and train_seconds() > cfg.time_budget_s:
                     stopped = "time_budget"
                     break
-        model.eval()
-        evals = [evaluate(model, split, cfg.eval_batch_size) for split in (data.val, data.test)]
-        sums = torch.cat([totals, *evals])
         seen = min(n, step * cfg.batch_size)
-        t_loss, t_acc, v_loss, v_acc, s_loss, s_acc = sums.tolist()  # the one host sync of the epoch
-        _check_finite(t_loss, epoch)
-        metrics = {
-            "epoch": epoch,
-            "train_loss": t_loss / seen,
-            "train_acc": t_acc / seen,
-            "val_loss": v_loss / len(data.val),
-            "val_acc": v_acc / len(data.val),
-            "test_loss": s_loss / len(data.test),
-            "test_acc": s_acc / len(data.test),
-            "epoch_seconds": time.perf_counter() - epoch_start,
-        }
+        eval_start = time.perf_counter()
+        metrics = {"epoch": epoch, "step": steps, **_metrics(model, data, totals, seen, cfg.eval_batch_size)}
+        eval_seconds += time.perf_counter() - eval_start
+        _check_finite(metrics["train_loss"], epoch)
+        metrics["epoch_seconds"] = time.perf_counter() - epoch_start
         history.append(metrics)
         for callback in on_epoch:
             callback(metrics)
-        if metrics["val_loss"] < best_loss:
-            best_loss, stale = metrics["val_loss"], 0
-            if cfg.checkpoint == "best":
-                best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-        if stopped == "time_budget" or (cfg.time_budget_s and time.perf_counter() - started > cfg.time_budget_s):
+        if monitor.improved(metrics) and cfg.checkpoint == "best":
+            best_state = copy.deepcopy(model.state_dict())
+        if stopped == "time_budget" or (cfg.time_budget_s and train_seconds() > cfg.time_budget_s):
             stopped = "time_budget"
             break
-        if cfg.early_stopping and stale >= cfg.early_stopping:
+        if cfg.target_train_acc is not None and metrics["train_acc"] >= cfg.target_train_acc:
+            stopped = "target_train_acc"
+            break
+        if cfg.early_stopping and monitor.stale >= cfg.early_stopping:
             stopped = "early_stopping"
             break
-    return FitResult(history, best_state, stopped)
+    return FitResult(history, evaluations, best_state, stopped)
 
 
 def _check_finite(loss_sum: float, epoch: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -53,7 +54,8 @@ def run_trial(
             measure.check(cfg.measures[measure.name], data)
 
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.model, data.input_shape, data.num_classes, data.mean, data.std)
+    stats = (data.mean, data.std) if cfg.data.preprocess == "standardize" else None
+    model = build_model(cfg.model, data.input_shape, data.num_classes, stats)
     init_weights(model, cfg.init)
     model.to(device)
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
@@ -63,14 +65,16 @@ def run_trial(
     run.start(run_name, flatten(resolved), _tags(cfg, device, link), link.parent_run_id if link else None)
     run.log_text(_yaml(resolved), "config.yaml")
     callbacks: list[EpochCallback] = [lambda m: run.log_epoch(_epoch_metrics(m), int(m["epoch"]))]
+    on_eval: list[EpochCallback] = [lambda m: run.log_epoch(_step_metrics(m), int(m["step"]))]
     if link is not None and cfg.objective[0] in EPOCH_METRICS:
         callbacks.append(lambda m: reporting.report(m[cfg.objective[0]], step=int(m["epoch"])))
     started = time.perf_counter()
     try:
         with _progress(cfg.train.epochs, run_name) as show:
-            result = fit(model, optimizer, data, train_split, cfg.train, [*callbacks, show])
+            result = fit(model, optimizer, data, train_split, cfg.train, [*callbacks, show], on_eval)
         metrics = {k: v for k, v in result.history[-1].items() if k != "epoch_seconds"}
         metrics["epochs"] = metrics.pop("epoch")
+        metrics["steps"] = metrics.pop("step")
         metrics["train_seconds"] = time.perf_counter() - started
         for measure in MEASURES.values():
             if cfg.measures[measure.name].enabled:
@@ -83,18 +87,28 @@ def run_trial(
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
-    reporting.record(metrics)
+    history = {"epochs": result.history, "evaluations": result.evaluations}
+    reporting.record(metrics, history)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    curves = learning_curves(result.history, output_dir / "learning_curves.png")
+    _write_json(output_dir / "metrics.json", metrics)
+    _write_json(output_dir / "history.json", history)
+    curves = learning_curves(result.history, output_dir / "learning_curves.png", title=run_name)
     if cfg.train.checkpoint != "none":
         torch.save(result.best_state or model.state_dict(), output_dir / "model.pt")
     final = {f"final_{k}": v for k, v in metrics.items()}
     run.log(final, tags={"sweep.stopped": result.stopped, "optuna.state": "COMPLETE"})
     run.log_file(output_dir / "metrics.json")
+    run.log_file(output_dir / "history.json")
     run.log_file(curves)
     run.end("FINISHED")
     return metrics
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Strict JSON (a metric that could not be measured is null, never a bare NaN), written whole or not at all."""
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(reporting.strict(data), indent=2, allow_nan=False))
+    partial.replace(path)
 
 
 def _close_failed(run: TrialRun, error: BaseException) -> None:
@@ -106,7 +120,12 @@ def _close_failed(run: TrialRun, error: BaseException) -> None:
 
 
 def _epoch_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    return {k: v for k, v in metrics.items() if k != "epoch"}
+    return {k: v for k, v in metrics.items() if k not in ("epoch", "step")}
+
+
+def _step_metrics(row: dict[str, float]) -> dict[str, float]:
+    """An evaluation between epochs, logged against the optimizer step under ``step/`` (MLflow charts the group)."""
+    return {f"step/{k}": v for k, v in row.items() if k != "step"}
 
 
 def _tags(cfg: TrialConfig, device: torch.device, link: TrialLink | None) -> dict[str, str]:
@@ -138,7 +157,7 @@ def _progress(epochs: int, label: str) -> Iterator[EpochCallback]:
     if not sys.stderr.isatty():
         yield lambda m: log.info(
             "epoch %d/%d train_loss %.4f train_acc %.4f val_acc %.4f test_acc %.4f",
-            m["epoch"], epochs, m["train_loss"], m["train_acc"], m["val_acc"], m["test_acc"],
+            m["epoch"], epochs, m["train_loss"], m["train_acc"], m.get("val_acc", math.nan), m["test_acc"],
         )
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -149,7 +168,7 @@ def _progress(epochs: int, label: str) -> Iterator[EpochCallback]:
         task = bar.add_task(label, total=epochs, stats="")
 
         def show(m: dict[str, float]) -> None:
-            stats = f"loss {m['train_loss']:.4f} acc {m['train_acc']:.3f} val {m['val_acc']:.3f}"
+            stats = f"loss {m['train_loss']:.4f} acc {m['train_acc']:.3f} test {m['test_acc']:.3f}"
             bar.update(task, completed=int(m["epoch"]), stats=stats)
 
         yield show
