@@ -184,6 +184,29 @@ def test_conditions_may_chain_and_the_command_line_keeps_them() -> None:
     assert all("optimizer.nesterov" not in p for p in grid if p.get("optimizer.momentum") != 0.9)
 
 
+RESNET_GRIDS = {  # study 4: K = [32] with L in {8, 16, 32}; K = [64, 128, 256] with L in {2, 4, 8}
+    "model.channels": "choice([32],[64,128,256])",
+    "model.layers_per_block": [{"when": {"model.channels": "[32]"}, "values": "choice(8,16,32)"},
+                               {"when": {"model.channels": "[64,128,256]"}, "values": "range(2,9,3)"}],
+}
+
+
+def test_a_union_of_grids_enumerates_each_case_and_stores_the_union() -> None:
+    space = parse_search_space(RESNET_GRIDS, [])
+    points = [(p["model.channels"], p["model.layers_per_block"]) for p in space.grid()]
+    assert points == [("[32]", 8), ("[32]", 16), ("[32]", 32), ("[64,128,256]", 2), ("[64,128,256]", 5),
+                      ("[64,128,256]", 8)]
+    assert space.params["model.layers_per_block"].distribution == CategoricalDistribution((8, 16, 32, 2, 5))
+    assert space.grid_only == ["model.layers_per_block"]
+    override = parse_search_space(RESNET_GRIDS, ["model.layers_per_block=choice(1,2)"])  # the command line wins
+    assert override.grid_only == [] and len(override.grid()) == 4
+
+
+def test_cases_need_a_condition_each() -> None:
+    with pytest.raises(ConfigError, match="a list of cases needs a {when: ..., values: ...} in each"):
+        parse_search_space({"a": "choice(1,2)", "b": [{"values": "choice(1,2)"}]}, [])
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [

@@ -145,6 +145,9 @@ class OptunaSweeperImpl:
         )
         if spec.tracking_uri:
             check_store(spec.tracking_uri)
+        for key in space.grid_only:
+            check(self.sampler_name == "grid", f"hydra.sweeper.params.{key}",
+                  f"values that differ by case (a list of {{when, values}}) need sampler=grid, not {self.sampler_name}")
         grid = space.grid() if self.sampler_name == "grid" else None
         study_name = self.study_name or spec.name or str(self.config.hydra.job.name)
         n_trials = self.n_trials or (len(grid) if grid is not None else DEFAULT_N_TRIALS)

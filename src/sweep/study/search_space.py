@@ -14,6 +14,10 @@ A parameter of ``hydra.sweeper.params`` may be conditional: ``{when: {optimizer:
 is sampled (and passed to the trial) only in trials whose swept ``optimizer`` is ``sgd``; ``when`` may list several
 keys (all must hold) and several allowed values per key. A grid enumerates exactly the valid points.
 
+For a grid, a parameter may also take different values in different cases, given as a list of such entries with
+disjoint ``when``s: a union of grids, such as a study's "K = [32] with L in {8, 16, 32}; K = [64, 128, 256] with L
+in {2, 4, 8}". Optuna stores the union of the cases' values as the parameter's choices.
+
 Choices that Optuna cannot store (lists, dicts) are kept as their override text, e.g. ``"[512]"``, which is
 exactly what the trial receives back.
 """
@@ -21,7 +25,7 @@ exactly what the trial receives back.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -38,6 +42,12 @@ class Param:
     distribution: Any  # an optuna distribution
     textual: bool = False  # choices are stored as override text (lists, dicts)
     when: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # swept key -> values under which this is sampled
+    # A union of grids: (when, values) per case; the distribution holds every case's values, when the first case's.
+    cases: tuple[tuple[dict[str, tuple[Any, ...]], tuple[Any, ...]], ...] = ()
+
+    @property
+    def parents(self) -> set[str]:
+        return set(self.when).union(*(when for when, _ in self.cases))
 
 
 @dataclass
@@ -49,9 +59,22 @@ class SearchSpace:
     def distributions(self) -> dict[str, Any]:
         return {key: p.distribution for key, p in self.params.items()}
 
+    @property
+    def grid_only(self) -> list[str]:
+        """The keys whose values differ by case: only a grid can enumerate them."""
+        return [key for key, param in self.params.items() if param.cases]
+
     def active(self, key: str, point: Mapping[str, Any]) -> bool:
         """Whether ``key`` is part of a trial whose swept values so far are ``point``."""
-        return all(point.get(parent, _UNSET) in allowed for parent, allowed in self.params[key].when.items())
+        return self._case(key, point) is not None
+
+    def _case(self, key: str, point: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """The values ``key`` may take in a trial whose swept values so far are ``point``; None where inactive."""
+        param = self.params[key]
+        for when, values in param.cases or ((param.when, ()),):
+            if all(point.get(parent, _UNSET) in allowed for parent, allowed in when.items()):
+                return values
+        return None
 
     def sample(self, trial: Any) -> dict[str, Any]:
         """Suggest every active parameter on an Optuna ``trial`` (define-by-run), in dependency order."""
@@ -65,10 +88,11 @@ class SearchSpace:
         """Every valid point of a discrete space, in a fixed order; refuses continuous dimensions."""
         points: list[dict[str, Any]] = [{}]
         for name, param in self.params.items():
-            values = _discrete_values(name, param.distribution, key)
+            every = _discrete_values(name, param.distribution, key)
             grown: list[dict[str, Any]] = []
             for point in points:  # a point where this key is inactive stays one point, without it
-                grown += [{**point, name: v} for v in values] if self.active(name, point) else [point]
+                case = self._case(name, point)
+                grown += [point] if case is None else [{**point, name: v} for v in case or every]
             points = grown
         return points
 
@@ -221,10 +245,31 @@ def _conditional(key: str, entry: Any) -> tuple[str, dict[str, tuple[Any, ...]]]
     return str(entry["values"]), conditions
 
 
+def _cases(key: str, entries: list[Any]) -> tuple[list[str], tuple[tuple[dict[str, tuple[Any, ...]], str], ...]]:
+    """The sweeps and (conditions, sweep) of a parameter given as a list of cases."""
+    if not entries or not all(isinstance(e, Mapping) and e.get("when") for e in entries):
+        raise ConfigError(f"hydra.sweeper.params.{key}", "a list of cases needs a {when: ..., values: ...} in each")
+    parsed = [_conditional(key, entry) for entry in entries]
+    return [text for text, _ in parsed], tuple((when, text) for text, when in parsed)
+
+
+def _union(key: str, overrides: list[Override]) -> tuple[Any, bool, list[tuple[Any, ...]]]:
+    """The categorical union of several cases' discrete sweeps, and each case's values as stored."""
+    per_case = []
+    for override in overrides:
+        dist, textual = distribution(override)
+        per_case.append((_discrete_values(key, dist, f"hydra.sweeper.params.{key}"), textual))
+    textual = any(t for _, t in per_case)
+    stored = [tuple(override_text(v) if textual and not t else v for v in values) for values, t in per_case]
+    union = list(dict.fromkeys(v for values in stored for v in values))
+    dist, _ = _categorical(union)
+    return dist, textual, stored
+
+
 def _ordered(params: dict[str, Param]) -> dict[str, Param]:
     """``params`` with every key after the keys its conditions name; refuses unknown, continuous or cyclic ones."""
     for key, param in params.items():
-        for parent in param.when:
+        for parent in param.parents:
             if parent not in params:
                 raise ConfigError(f"hydra.sweeper.params.{key}.when",
                                   f"{parent} is not swept; a condition names another swept key")
@@ -233,7 +278,7 @@ def _ordered(params: dict[str, Param]) -> dict[str, Param]:
                                   f"{parent} is a continuous interval; a condition needs a choice or range")
     ordered: dict[str, Param] = {}
     while len(ordered) < len(params):
-        ready = [k for k, p in params.items() if k not in ordered and all(q in ordered for q in p.when)]
+        ready = [k for k, p in params.items() if k not in ordered and all(q in ordered for q in p.parents)]
         if not ready:
             cycle = sorted(k for k in params if k not in ordered)
             raise ConfigError("hydra.sweeper.params", f"conditions form a cycle among {', '.join(cycle)}")
@@ -250,8 +295,12 @@ def parse_search_space(params: Mapping[str, Any] | None, arguments: list[str]) -
     """
     parser = OverridesParser.create()
     conditions: dict[str, dict[str, tuple[Any, ...]]] = {}
+    cases: dict[str, tuple[tuple[dict[str, tuple[Any, ...]], str], ...]] = {}
     lines = []
     for key, entry in (params or {}).items():
+        if isinstance(entry, Sequence) and not isinstance(entry, str):
+            _, cases[str(key)] = _cases(str(key), list(entry))
+            continue
         text, conditions[str(key)] = _conditional(str(key), entry)
         lines.append(f"{key}={text}")
     by_key: dict[str, Override] = {}
@@ -269,4 +318,11 @@ def parse_search_space(params: Mapping[str, Any] | None, arguments: list[str]) -
             raise ConfigError(key, "a deleted key (~) cannot be swept")
         dist, textual = distribution(override)
         swept[key] = Param(dist, textual, conditions.get(key, {}))
+    for key, alternatives in cases.items():
+        if key in swept:  # the command line's sweep of the key replaces its cases
+            continue
+        overrides = parser.parse_overrides([f"{key}={text}" for _, text in alternatives])
+        dist, textual, values = _union(key, overrides)
+        whens = [when for when, _ in alternatives]
+        swept[key] = Param(dist, textual, whens[0], tuple(zip(whens, values, strict=True)))
     return SearchSpace(params=_ordered(swept), fixed=fixed)
