@@ -40,3 +40,22 @@ def test_normal_scheme_draws_with_its_std() -> None:
 def test_bad_settings_are_refused(cls: type, kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         cls(**kwargs)
+
+
+@pytest.mark.parametrize(("name", "std"), [
+    ("lecun_normal", (1 / 512) ** 0.5), ("lecun_uniform", (1 / 512) ** 0.5),
+    ("kaiming_normal", (2 / 512) ** 0.5), ("xavier_normal", (2 / (512 + 256)) ** 0.5),
+])
+def test_schemes_draw_with_the_variance_their_name_promises(name: str, std: float) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(512, 256), nn.ReLU())
+    init_weights(model, InitConfig(name=name))
+    assert model[0].weight.std().item() == pytest.approx(std, rel=0.02)
+
+
+def test_the_heuristic_is_he_after_relu_and_lecun_elsewhere() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 512), nn.CELU(), nn.Linear(512, 10))
+    init_weights(model, InitConfig(name="heuristic"))
+    stds = [model[i].weight.std().item() for i in (0, 2, 4)]
+    assert stds == pytest.approx([(2 / 512) ** 0.5, (1 / 512) ** 0.5, (1 / 512) ** 0.5], rel=0.02)

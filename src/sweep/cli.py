@@ -137,6 +137,12 @@ def main() -> None:
     except (HydraException, OmegaConfBaseException, SweepError) as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         raise SystemExit(2) from None
+    except ValueError as error:  # Hydra's own refusal of two modes at once, e.g. `-m ... --cfg job`
+        if not str(error).startswith("Only one of --run, --multirun"):
+            raise
+        print(f"error: {error}; drop -m to print the config a sweep's trials get (`sweep ... --cfg job`)",
+              file=sys.stderr)
+        raise SystemExit(2) from None
     except KeyboardInterrupt:
         print("interrupted (a sweep resumes where it stopped when rerun)", file=sys.stderr)
         raise SystemExit(130) from None

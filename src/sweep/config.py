@@ -138,7 +138,7 @@ class CNNConfig:
     name: str = "cnn"
     channels: list[int] = field(default_factory=lambda: [32, 64])  # K: filters of each block
     layers_per_block: int = 2  # L: 3x3 conv layers in each block
-    pool_every: int = 2  # P: a 2x2 max-pool after every P conv layers (counted across blocks)
+    pool_every: int | None = None  # P: a 2x2 max-pool after every P conv layers (across blocks); null: after each block
     hidden_dims: list[int] = field(default_factory=lambda: [128])  # H: fully connected layers after the convs
     batchnorm: bool = False
     activation: str = "relu"
@@ -149,7 +149,8 @@ class CNNConfig:
         _check_head(self.activation, self.dropout, self.input_dropout, self.hidden_dims)
         check(len(self.channels) >= 1 and min(self.channels) >= 1, "model.channels", "need one or more sizes >= 1")
         check(self.layers_per_block >= 1, "model.layers_per_block", f"must be >= 1, got {self.layers_per_block}")
-        check(self.pool_every >= 1, "model.pool_every", f"must be >= 1, got {self.pool_every}")
+        check(self.pool_every is None or self.pool_every >= 1, "model.pool_every",
+              f"must be >= 1 or null, got {self.pool_every}")
 
 
 @dataclass
@@ -252,8 +253,10 @@ OPTIMIZERS: dict[str, type] = {"sgd": SGDConfig, "rmsprop": RMSpropConfig, "adam
 # ----------------------------------------------------------------------------------------------------------- init
 SCHEMES = (
     "default",
-    "xavier_normal",
+    "xavier_normal",  # Glorot: variance 2 / (fan_in + fan_out)
     "xavier_uniform",
+    "lecun_normal",  # variance 1 / fan_in: what the initialisation study calls "Xavier"
+    "lecun_uniform",
     "kaiming_normal",
     "kaiming_uniform",
     "normal",
@@ -326,6 +329,45 @@ class TrainConfig:
         check(self.eval_batch_size >= 1, "train.eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
 
 
+# --------------------------------------------------------------------------------------------------- the report
+# What a preset's report shows beside the standard figures (drawn by sweep.study.panels from the study's storage).
+# Keys are dotted config keys, read from each trial's recorded config, so fixed and swept settings alike can label
+# a panel; several keys make one label ("sgd 0.9").
+
+
+@dataclass
+class PivotConfig:
+    rows: str  # config key of the table's rows (and the heatmap's y axis)
+    columns: str  # config key of its columns
+    metrics: list[str] = field(default_factory=lambda: ["test_acc"])  # one table and heatmap each (mean per cell)
+
+
+@dataclass
+class CurvesConfig:
+    by: list[str]  # one curve per value of these keys (the best trial of each, by the first objective)
+    metric: str = "val_acc"
+    x: list[str] = field(default_factory=lambda: ["epoch"])  # epoch | step | seconds: one figure each
+
+
+@dataclass
+class LinesConfig:
+    x: str  # a numeric config key: the x axis
+    by: list[str]  # one line per value of these keys
+    metric: str = "test_acc"
+
+
+@dataclass
+class ReportConfig:
+    question: str = ""  # what the study asks: the report's first line
+    pivots: list[PivotConfig] = field(default_factory=list)
+    correlations: list[str] = field(default_factory=list)  # Spearman rho of each metric with each numeric swept key
+    curves: list[CurvesConfig] = field(default_factory=list)
+    lines: list[LinesConfig] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)  # train / test accuracy and their gap per setting of these keys
+    # Best trial's accuracy per value of these keys (e.g. [optimizer.name, train.time_budget_s]).
+    best_by: list[str] = field(default_factory=list)
+
+
 # ---------------------------------------------------------------------------------------------------- the trial
 METRICS = (*EPOCH_METRICS, *MEASURE_METRICS, "train_seconds", "epochs", "steps")
 
@@ -340,6 +382,7 @@ GROUPS: dict[str, dict[str, type]] = {
 SECTIONS: dict[str, type] = {
     "train": TrainConfig,
     "mlflow": MlflowConfig,
+    "report": ReportConfig,
     **{name: measure.config for name, measure in MEASURES.items()},  # deepfool, deepfool_test, ...
 }
 
@@ -354,6 +397,7 @@ class TrialConfig:
     init: InitConfig
     train: TrainConfig = field(default_factory=TrainConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)  # read by sweep-report, not by the trial
     measures: dict[str, Any] = field(default_factory=dict)  # each measure's options, by name (sweep.measures)
 
     def __post_init__(self) -> None:

@@ -14,8 +14,10 @@ from torch import nn
 from sweep.config import InitConfig, NormalInitConfig
 from sweep.errors import ConfigError
 
-# Activations after which He (Kaiming) init keeps the variance; the heuristic uses Xavier after the others.
+# Activations after which He (Kaiming) init keeps the variance (kaiming_* look for the one after each layer).
 _RELU_LIKE = (nn.ReLU, nn.LeakyReLU, nn.CELU, nn.SiLU)
+# The heuristic of the initialisation study: He after ReLU, its "Xavier" (LeCun, variance 1 / fan_in) otherwise.
+_HEURISTIC_HE = (nn.ReLU, nn.LeakyReLU)
 
 
 _KNOWN = (nn.Linear, nn.Conv2d, nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)  # norms: left alone
@@ -53,6 +55,11 @@ def _kaiming(weight: torch.Tensor, act: nn.Module | None, normal: bool) -> None:
     fn(weight, a=slope, nonlinearity="leaky_relu" if slope else "relu")
 
 
+def _lecun(weight: torch.Tensor, normal: bool) -> None:
+    """Variance 1 / fan_in: Kaiming's formula with gain 1 (``nonlinearity="linear"``)."""
+    (nn.init.kaiming_normal_ if normal else nn.init.kaiming_uniform_)(weight, nonlinearity="linear")
+
+
 def init_weights(model: nn.Module, cfg: InitConfig) -> None:
     """Re-initialise ``model``'s weights in place according to ``cfg`` (uses the global torch RNG)."""
     if cfg.name == "default":
@@ -66,11 +73,13 @@ def init_weights(model: nn.Module, cfg: InitConfig) -> None:
             nn.init.xavier_uniform_(weight)
         elif cfg.name in ("kaiming_normal", "kaiming_uniform"):
             _kaiming(weight, after[layer], normal=cfg.name == "kaiming_normal")
+        elif cfg.name in ("lecun_normal", "lecun_uniform"):
+            _lecun(weight, normal=cfg.name == "lecun_normal")
         elif isinstance(cfg, NormalInitConfig):
             nn.init.normal_(weight, 0.0, cfg.std)
-        elif isinstance(after[layer], _RELU_LIKE):  # heuristic: He after ReLU-like layers
+        elif isinstance(after[layer], _HEURISTIC_HE):  # heuristic: He after ReLU
             _kaiming(weight, after[layer], normal=True)
-        else:  # heuristic: Xavier before tanh / sigmoid and for the output layer
-            nn.init.xavier_normal_(weight)
+        else:  # heuristic: LeCun before CELU, Swish, tanh, sigmoid and for the output layer
+            _lecun(weight, normal=True)
         if layer.bias is not None:
             nn.init.zeros_(cast(torch.Tensor, layer.bias))

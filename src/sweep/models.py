@@ -66,6 +66,7 @@ def _cnn(cfg: CNNConfig, shape: tuple[int, int, int], num_classes: int) -> list[
     act = ACTIVATIONS[cfg.activation]
     layers: list[nn.Module] = []
     in_ch, side, count = shape[0], min(shape[1:]), 0
+    every = cfg.pool_every or cfg.layers_per_block
     for width in cfg.channels:
         for _ in range(cfg.layers_per_block):
             layers.append(nn.Conv2d(in_ch, width, 3, padding=1, bias=not cfg.batchnorm))
@@ -73,16 +74,16 @@ def _cnn(cfg: CNNConfig, shape: tuple[int, int, int], num_classes: int) -> list[
                 layers.append(nn.BatchNorm2d(width))
             layers.append(act())
             in_ch, count = width, count + 1
-            if count % cfg.pool_every == 0:
+            if count % every == 0:
                 check(
                     side >= 2,
                     "model.pool_every",
-                    f"{count // cfg.pool_every} pools shrink the {shape[1]}x{shape[2]} input below 1x1; "
+                    f"{count // every} pools shrink the {shape[1]}x{shape[2]} input below 1x1; "
                     "raise pool_every or use fewer layers",
                 )
                 layers.append(nn.MaxPool2d(2))
                 side //= 2
-    flat = in_ch * (shape[1] >> (count // cfg.pool_every)) * (shape[2] >> (count // cfg.pool_every))
+    flat = in_ch * (shape[1] >> (count // every)) * (shape[2] >> (count // every))
     return [*layers, nn.Flatten(), *_head(flat, cfg, num_classes)]
 
 

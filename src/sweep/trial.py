@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import sys
 import time
 from collections.abc import Iterator
@@ -62,7 +61,8 @@ def run_trial(
 
     experiment = (link and link.experiment) or cfg.mlflow.experiment or cfg.name
     run = TrialRun(cfg.mlflow.enabled, tracking_uri(cfg.mlflow.tracking_uri), experiment)
-    run.start(run_name, flatten(resolved), _tags(cfg, device, link), link.parent_run_id if link else None)
+    params = flatten({k: v for k, v in resolved.items() if k != "report"})  # the report's layout is no setting
+    run.start(run_name, params, _tags(cfg, device, link), link.parent_run_id if link else None)
     run.log_text(_yaml(resolved), "config.yaml")
     callbacks: list[EpochCallback] = [lambda m: run.log_epoch(_epoch_metrics(m), int(m["epoch"]))]
     on_eval: list[EpochCallback] = [lambda m: run.log_epoch(_step_metrics(m), int(m["step"]))]
@@ -155,10 +155,11 @@ def _yaml(tree: dict[str, Any]) -> str:
 def _progress(epochs: int, label: str) -> Iterator[EpochCallback]:
     """An epoch bar with live loss and accuracy on a terminal; one log line per epoch otherwise."""
     if not sys.stderr.isatty():
-        yield lambda m: log.info(
-            "epoch %d/%d train_loss %.4f train_acc %.4f val_acc %.4f test_acc %.4f",
-            m["epoch"], epochs, m["train_loss"], m["train_acc"], m.get("val_acc", math.nan), m["test_acc"],
-        )
+        def line(m: dict[str, float]) -> None:
+            shown = " ".join(f"{k} {m[k]:.4f}" for k in ("train_loss", "train_acc", "val_acc", "test_acc") if k in m)
+            log.info("epoch %d/%d %s", m["epoch"], epochs, shown)
+
+        yield line
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

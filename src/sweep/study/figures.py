@@ -58,22 +58,36 @@ def _sort_key(value: Any) -> tuple:
     return (0, float(value), "") if isinstance(value, int | float) else (1, 0.0, str(value))
 
 
-def heatmap(study: Study, x: str, y: str, metric: str, value: Getter, path: Path) -> Path:
-    """Mean ``metric`` of the COMPLETE trials in each (x, y) cell, with the numbers written in."""
-    import numpy as np
+Cells = dict[tuple[Any, Any], list[float]]  # (x value, y value) -> the metric of each trial in that cell
+
+
+def cells_of(study: Study, x: str, y: str, value: Getter) -> Cells:
+    """The metric of each COMPLETE trial, by its (x, y) params; a trial whose value is missing counts as NaN."""
     from optuna.trial import TrialState
 
-    plt = _pyplot()
-    cells: dict[tuple, list[float]] = {}
+    cells: Cells = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        v = value(trial)
-        if v is not None and math.isfinite(v) and x in trial.params and y in trial.params:
-            cells.setdefault((trial.params[x], trial.params[y]), []).append(v)
+        if x in trial.params and y in trial.params:
+            v = value(trial)
+            cells.setdefault((trial.params[x], trial.params[y]), []).append(math.nan if v is None else float(v))
+    return cells
+
+
+def heatmap(cells: Cells, x: str, y: str, title: str, path: Path) -> Path:
+    """The mean of each (x, y) cell, with the numbers written in; a cell whose trials measured nothing (NaN: a
+    margin over too few samples) is hatched and marked "n/m", not coloured like a value."""
+    import numpy as np
+
+    plt = _pyplot()
     xs = sorted({k[0] for k in cells}, key=_sort_key)
     ys = sorted({k[1] for k in cells}, key=_sort_key)
     grid = np.full((len(ys), len(xs)), np.nan)
+    measured = np.zeros_like(grid, dtype=bool)
     for (vx, vy), values in cells.items():
-        grid[ys.index(vy), xs.index(vx)] = float(np.mean(values))
+        finite = [v for v in values if math.isfinite(v)]
+        measured[ys.index(vy), xs.index(vx)] = True
+        if finite:
+            grid[ys.index(vy), xs.index(vx)] = float(np.mean(finite))
     fig, ax = plt.subplots(figsize=(1.1 * len(xs) + 2.5, 0.7 * len(ys) + 1.8), dpi=90)
     image = ax.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
     finite = grid[np.isfinite(grid)]
@@ -83,12 +97,15 @@ def heatmap(study: Study, x: str, y: str, metric: str, value: Getter, path: Path
             if np.isfinite(grid[i, j]):
                 ax.text(j, i, f"{grid[i, j]:.3g}", ha="center", va="center", fontsize=8,
                         color="black" if grid[i, j] > middle else "white")
+            elif measured[i, j]:
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", color="grey"))
+                ax.text(j, i, "n/m", ha="center", va="center", fontsize=8, color="black")
     ax.set_xticks(range(len(xs)), [str(v) for v in xs])
     ax.set_yticks(range(len(ys)), [str(v) for v in ys])
     ax.grid(False)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
-    ax.set_title(f"{metric} (mean of complete trials)")
+    ax.set_title(title)
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
     fig.savefig(path)
@@ -117,9 +134,10 @@ def _recorded(metric: str) -> Getter:
     return lambda trial: (trial.user_attrs.get("metrics") or {}).get(metric)
 
 
-def study_plots(study: Study, out_dir: Path) -> list[Path]:
+def study_plots(study: Study, out_dir: Path, heatmaps: bool = True) -> list[Path]:
     """Optimization history, parameter importances, parallel coordinates and slices (PNG + HTML) per objective,
-    and a heatmap per metric when the study sweeps two discrete params."""
+    and a heatmap per metric when the study sweeps two discrete params (unless ``heatmaps`` is off: a preset's own
+    report draws them)."""
     import optuna.visualization as pv
     import optuna.visualization.matplotlib as pm
     from optuna.trial import TrialState
@@ -161,9 +179,11 @@ def study_plots(study: Study, out_dir: Path) -> list[Path]:
                 except (ValueError, RuntimeError, ZeroDivisionError) as error:  # e.g. importances of constant values
                     plt.close("all")
                     log.warning("Skipped the %s plot of %s: %s", kind, name, error)
-    pair = _discrete_pair(study)
+    pair = _discrete_pair(study) if heatmaps else None
     if pair:
         for metric, getter in _metric_getters(study).items():
             if any(getter(t) is not None for t in complete):
-                written.append(heatmap(study, pair[0], pair[1], metric, getter, out_dir / f"heatmap_{metric}.png"))
+                cells = cells_of(study, pair[0], pair[1], getter)
+                title = f"{metric} (mean of complete trials)"
+                written.append(heatmap(cells, pair[0], pair[1], title, out_dir / f"heatmap_{metric}.png"))
     return written

@@ -29,12 +29,15 @@ def write_report(study: Study, summary: dict[str, Any], out: Path, storage: str)
     """
     from sweep.study.export import from_study, write
     from sweep.study.figures import study_plots
+    from sweep.study.panels import Panels, spec_of, write_panels
     from sweep.study.results import write_yaml
 
     out.mkdir(parents=True, exist_ok=True)
     results = out / "optimization_results.yaml"
     write_yaml(summary, results)
-    files = [results, *study_plots(study, out)]
+    spec = spec_of(study)
+    panels = write_panels(study, spec, out) if spec else Panels([], [])
+    files = [results, *panels.figures, *study_plots(study, out, heatmaps=not (spec and spec.pivots))]
     if summary.get("best"):
         try:
             exported, metrics, directions = from_study(storage, study.study_name, top=None)
@@ -43,11 +46,12 @@ def write_report(study: Study, summary: dict[str, Any], out: Path, storage: str)
         except SweepError:
             pass  # trials from before configs were recorded: no best.yaml, the rest of the report stands
     report = out / "report.md"
-    report.write_text(_markdown(summary, [f for f in files if f.suffix in (".png", ".html")]))
+    standard = [f for f in files if f.suffix in (".png", ".html") and f not in panels.figures]
+    report.write_text(_markdown(summary, panels.markdown, standard))
     return [report, *files]
 
 
-def _markdown(summary: dict[str, Any], figures: list[Path]) -> str:
+def _markdown(summary: dict[str, Any], answer: list[str], figures: list[Path]) -> str:
     from sweep.study.results import format_table
 
     lines = [f"# Study `{summary['study_name']}`", "",
@@ -58,7 +62,7 @@ def _markdown(summary: dict[str, Any], figures: list[Path]) -> str:
     for trial in best:
         values = dict(zip(summary["metrics"], trial["values"], strict=True))
         lines.append(f"- trial {trial['number']}: {values} with `{trial['params']}`")
-    lines += ["", "## Trials", "", format_table(summary), "", "## Figures", ""]
+    lines += ["", *answer, "## Trials", "", format_table(summary), "", "## Figures", ""]
     lines += [f"![{f.stem}]({f.name})" if f.suffix == ".png" else f"- [{f.name}]({f.name})" for f in figures]
     return "\n".join(lines) + "\n"
 
