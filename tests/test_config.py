@@ -38,7 +38,8 @@ def test_groups_are_complete() -> None:
         "model": ["cnn", "mlp", "resnet"],
         "optimizer": ["adam", "adamw", "rmsprop", "sgd"],
         "init": [
-            "default", "heuristic", "kaiming_normal", "kaiming_uniform", "normal", "xavier_normal", "xavier_uniform"
+            "default", "heuristic", "kaiming_normal", "kaiming_uniform", "lecun_normal", "lecun_uniform", "normal",
+            "xavier_normal", "xavier_uniform",
         ],
     }
 

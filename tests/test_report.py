@@ -79,6 +79,26 @@ def test_export_best_and_rerun_reproduces_metrics_exactly(swept: Path) -> None:
     assert {k: v for k, v in again.items() if k not in timing} == {k: v for k, v in original.items() if k not in timing}
 
 
+def test_a_rerun_is_a_single_run_not_a_trial(swept: Path) -> None:
+    """Rerunning best.yaml as exported writes to outputs/<name>/<time> and its MLflow run is no sweep trial: the
+    trial count of the experiment, and what sweep-export --mlflow picks from, stay the sweep's."""
+    from mlflow import MlflowClient
+
+    out = swept / "exported_again"
+    assert _tool("sweep-export", "--storage", str(swept / "multirun/rep/optuna.journal"), "--study", "rep",
+                 "--out", str(out), cwd=swept).returncode == 0
+    rerun = run_cli("--config-dir", str(out), "--config-name", "best", cwd=swept)
+    assert rerun.returncode == 0, rerun.stderr
+    (folder,) = (swept / "outputs" / "rep").iterdir()
+    assert (folder / "metrics.json").is_file() and not (swept / "outputs" / "metrics.json").exists()
+    client = MlflowClient(f"sqlite:///{swept}/mlflow.db")
+    experiment = client.get_experiment_by_name("rep")
+    trials = client.search_runs([experiment.experiment_id], "tags.`optuna.state` = 'COMPLETE'")
+    singles = [r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" not in r.data.tags
+               and r.data.tags.get("sweep.role") != "sweep"]
+    assert len(trials) == 4 and singles and all("optuna.state" not in r.data.tags for r in singles)
+
+
 def test_export_from_mlflow_matches_export_from_storage(swept: Path) -> None:
     out = swept / "from_mlflow"
     result = _tool("sweep-export", "--mlflow", f"sqlite:///{swept}/mlflow.db", "--experiment", "rep", "--top", "2",

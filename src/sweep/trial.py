@@ -80,7 +80,7 @@ def run_trial(
             if cfg.measures[measure.name].enabled:
                 metrics.update(measure(model, data, cfg.measures[measure.name]))
     except BaseException as error:
-        _close_failed(run, error)
+        _close_failed(run, error, link)
         raise
     finally:
         del optimizer
@@ -96,7 +96,7 @@ def run_trial(
     if cfg.train.checkpoint != "none":
         torch.save(result.best_state or model.state_dict(), output_dir / "model.pt")
     final = {f"final_{k}": v for k, v in metrics.items()}
-    run.log(final, tags={"sweep.stopped": result.stopped, "optuna.state": "COMPLETE"})
+    run.log(final, tags={"sweep.stopped": result.stopped, **_state(link, "COMPLETE")})
     run.log_file(output_dir / "metrics.json")
     run.log_file(output_dir / "history.json")
     run.log_file(curves)
@@ -111,11 +111,17 @@ def _write_json(path: Path, data: Any) -> None:
     partial.replace(path)
 
 
-def _close_failed(run: TrialRun, error: BaseException) -> None:
+def _state(link: TrialLink | None, state: str) -> dict[str, str]:
+    """The Optuna state tag of a sweep's trial run; a single run (a rerun of an exported config included) is no
+    trial and gets none, so tools that count a sweep's trials never count it."""
+    return {"optuna.state": state} if link is not None else {}
+
+
+def _close_failed(run: TrialRun, error: BaseException, link: TrialLink | None) -> None:
     """Close the run with the state Optuna gives the trial: KILLED when pruned or interrupted, else FAILED."""
     pruned = type(error).__name__ == "TrialPruned"
     interrupted = isinstance(error, KeyboardInterrupt)
-    run.log(tags={"optuna.state": "PRUNED" if pruned else "FAIL", "sweep.diverged": isinstance(error, TrialDiverged)})
+    run.log(tags={**_state(link, "PRUNED" if pruned else "FAIL"), "sweep.diverged": isinstance(error, TrialDiverged)})
     run.end("KILLED" if pruned or interrupted else "FAILED", reason=str(error) or type(error).__name__)
 
 

@@ -131,7 +131,7 @@ def write(exported: list[Exported], out: Path, names: list[str], source: dict[st
         header = (f"# Exported by sweep-export: trial {item.trial}, {item.values}\n"
                   f"# Rerun: sweep --config-dir {out} --config-name {name}\n")
         path = out / f"{name}.yaml"
-        path.write_text(header + OmegaConf.to_yaml(OmegaConf.create(item.config)))
+        path.write_text(header + OmegaConf.to_yaml(OmegaConf.create({**item.config, **_run_folder(item.config)})))
         paths.append(path)
     summary = {**source, "exported": [
         {"file": p.name, "trial": e.trial, "values": e.values, "params": e.params}
@@ -139,6 +139,20 @@ def write(exported: list[Exported], out: Path, names: list[str], source: dict[st
     ]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return paths
+
+
+def _run_folder(config: dict[str, Any]) -> dict[str, Any]:
+    """For a config of sweep's own trial, the ``hydra.run`` of sweep's ``conf/config.yaml``, so a rerun writes to
+    ``outputs/<name>/<time>`` like any single run rather than Hydra's default folder; other apps' configs get nothing
+    (their own defaults apply)."""
+    from omegaconf import OmegaConf
+
+    from sweep.cli import CONFIG_DIR
+
+    if not {"name", "objective"} <= set(config):
+        return {}
+    run = OmegaConf.load(Path(CONFIG_DIR) / "config.yaml").hydra.run
+    return {"hydra": {"run": OmegaConf.to_container(run, resolve=False)}}
 
 
 def file_names(count: int, multi_objective: bool, top: int | None, run: bool) -> list[str]:
