@@ -168,7 +168,7 @@ def test_sweep_report_from_storage_alone(tmp_path: Path) -> None:
         (["--storage", "sqlite:///s.db", "--study", "ghost", "--out", "x"], "error: --study: no study 'ghost'"),
         (["--mlflow", "sqlite:///none.db", "--experiment", "ghost", "--out", "x"],
          "error: --mlflow: no MLflow store at none.db"),
-        (["--storage", "s.journal", "--out", "x"], "error: --study: required with --storage"),
+        (["--storage", "s.journal", "--out", "x"], "error: --storage: no journal file s.journal"),
     ],
 )
 def test_export_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str) -> None:
@@ -176,6 +176,28 @@ def test_export_bad_input_is_one_line(tmp_path: Path, args: list[str], message: 
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_the_study_is_inferred_when_the_storage_holds_one(swept: Path, tmp_path: Path) -> None:
+    journal = str(swept / "multirun/rep/optuna.journal")
+    result = _tool("sweep-export", "--storage", journal, "--out", str(tmp_path / "best"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "best" / "summary.json").read_text())["study"] == "rep"
+    report = _tool("sweep-report", "--storage", journal, "--out", str(tmp_path / "report"), cwd=tmp_path)
+    assert report.returncode == 0 and (tmp_path / "report" / "report.md").is_file(), report.stderr
+    two = f"sqlite:///{tmp_path}/two.db"
+    for name in ("b", "a"):
+        optuna.create_study(study_name=name, storage=two)
+    for tool in ("sweep-export", "sweep-report"):
+        refused = _tool(tool, "--storage", two, "--out", str(tmp_path / "x"), cwd=tmp_path)
+        assert refused.returncode == 2 and not (tmp_path / "x").exists()
+        assert refused.stderr.strip() == f"error: --study: {two} holds a, b; name one with --study"
+
+
+def test_tools_explain_themselves_with_examples(tmp_path: Path) -> None:
+    for tool in ("sweep-export", "sweep-report"):
+        text = _tool(tool, "--help", cwd=tmp_path).stdout
+        assert "examples:" in text and f"{tool} --storage multirun/quickstart/optuna.journal --out" in text
 
 
 def test_export_names_a_missing_experiment_in_a_real_store(swept: Path, tmp_path: Path) -> None:

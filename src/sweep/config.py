@@ -481,8 +481,27 @@ def parse_config(cfg: DictConfig | dict[str, Any]) -> TrialConfig:
     return TrialConfig(**parsed)
 
 
+def _help_list(what: str) -> str:
+    """The lists ``sweep --help`` shows (``${sweep_help:metrics}`` in conf/config.yaml), from the code that defines
+    them, so the help never drifts from what the trial and the sweeper accept."""
+    import textwrap
+
+    if what == "metrics":
+        return textwrap.fill(", ".join(METRICS), 110, subsequent_indent="  ")
+    import importlib
+    from dataclasses import fields as dataclass_fields
+
+    sweeper = importlib.import_module("hydra_plugins.sweep_optuna_sweeper.config")  # the plugin's own schema
+    if what == "samplers":
+        return ", ".join(sorted(sweeper.SAMPLER_NODES))
+    keys = [f.name for f in dataclass_fields(sweeper.OptunaSweeperConf) if not f.name.startswith(("_", "defaults"))]
+    return textwrap.fill(", ".join(keys), 110, subsequent_indent="  ")
+
+
 def _register() -> None:
     """Each group option and section as a Hydra config, made from its dataclass's defaults."""
+    if not OmegaConf.has_resolver("sweep_help"):
+        OmegaConf.register_new_resolver("sweep_help", _help_list)
     store = ConfigStore.instance()
     for group, choices in GROUPS.items():
         for name, cls in choices.items():

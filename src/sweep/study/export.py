@@ -1,6 +1,6 @@
 """``sweep-export``: the best trial(s) of a sweep as YAML configs that rerun and reproduce them.
 
-    sweep-export --storage multirun/quickstart/optuna.journal --study quickstart --out best/
+    sweep-export --storage multirun/quickstart/optuna.journal --out best/
     sweep-export --storage sqlite:///study.db --study s --out top/ --top 3
     sweep-export --mlflow sqlite:///mlflow.db --experiment quickstart --out best/
     sweep-export --mlflow sqlite:///mlflow.db --run-id 0123abcd --out run/
@@ -53,8 +53,11 @@ def _ranked(items: list, values: list[list[float]], directions: list[str]) -> li
     return [items[i] for i in order]
 
 
-def from_study(storage: str, study_name: str, top: int | None) -> tuple[list[Exported], list[str], list[str]]:
-    """Best, top-k or Pareto-front trials of an Optuna study, with their stored configs."""
+def from_study(
+    storage: str, study_name: str | None, top: int | None
+) -> tuple[list[Exported], list[str], list[str], str]:
+    """Best, top-k or Pareto-front trials of an Optuna study (the storage's only one when ``study_name`` is None),
+    with their stored configs, the objectives, their directions and the study's name."""
     from optuna.trial import TrialState
 
     from sweep.study.results import best_trials
@@ -65,7 +68,7 @@ def from_study(storage: str, study_name: str, top: int | None) -> tuple[list[Exp
     directions = [d.name.lower() for d in study.directions]
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "config" in t.user_attrs]
     if not complete:
-        raise SweepError(f"--study: {study_name!r} has no complete trial with a recorded config")
+        raise SweepError(f"--study: {study.study_name!r} has no complete trial with a recorded config")
     if len(directions) > 1 and top is None:
         chosen = [t for t in best_trials(study) if "config" in t.user_attrs]
     else:
@@ -74,7 +77,7 @@ def from_study(storage: str, study_name: str, top: int | None) -> tuple[list[Exp
         Exported(rerunnable(t.user_attrs["config"]), t.number, dict(zip(metrics, t.values, strict=True)), t.params)
         for t in chosen
     ]
-    return exported, metrics, directions
+    return exported, metrics, directions, study.study_name
 
 
 def from_mlflow(
@@ -166,11 +169,21 @@ def file_names(count: int, multi_objective: bool, top: int | None, run: bool) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="sweep-export", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="sweep-export", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Export the best trial(s) of a sweep as YAML configs that rerun and reproduce them.",
+        epilog="examples:\n"
+               "  sweep-export --storage multirun/quickstart/optuna.journal --out best/          best.yaml\n"
+               "  sweep-export --storage sqlite:///study.db --study s --out top/ --top 3        top-1..3.yaml\n"
+               "  sweep-export --mlflow sqlite:///mlflow.db --experiment quickstart --out best/\n"
+               "  sweep-export --mlflow sqlite:///mlflow.db --run-id 0123abcd --out run/          run.yaml\n"
+               "  sweep --config-dir best --config-name best                                    rerun it\n"
+               "A multi-objective study exports its Pareto front (pareto-1.yaml, ...); summary.json names the trial "
+               "behind each file.")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--storage", help="Optuna storage: DB URL or *.journal path")
     source.add_argument("--mlflow", help="MLflow tracking URI")
-    parser.add_argument("--study", help="study name (with --storage)")
+    parser.add_argument("--study", help="study name (with --storage); may be left out when it holds one study")
     parser.add_argument("--experiment", help="MLflow experiment of the sweep (with --mlflow)")
     parser.add_argument("--run-id", help="one MLflow run to export (with --mlflow)")
     parser.add_argument("--out", required=True, type=Path, help="folder for the YAML files and summary.json")
@@ -180,10 +193,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.top is not None and args.top < 1:
             raise SweepError(f"--top: must be >= 1, got {args.top}")
         if args.storage:
-            if not args.study:
-                raise SweepError("--study: required with --storage")
-            exported, metrics, directions = from_study(args.storage, args.study, args.top)
-            origin = {"storage": masked(args.storage), "study": args.study}
+            exported, metrics, directions, study_name = from_study(args.storage, args.study, args.top)
+            origin = {"storage": masked(args.storage), "study": study_name}
         else:
             if not (args.experiment or args.run_id):
                 raise SweepError("--experiment or --run-id: one is required with --mlflow")

@@ -1,6 +1,7 @@
 """``sweep-report``, and what a finished sweep leaves on its MLflow parent run.
 
-    sweep-report --storage multirun/quickstart/optuna.journal --study quickstart --out report/
+    sweep-report --storage multirun/quickstart/optuna.journal --out report/
+    sweep-report --storage sqlite:///studies.db --study lr_bs_grid --out report/
 
 Everything is made from the study's storage alone (no MLflow needed): ``report.md`` (counts, best trial or
 Pareto front, the trials table, the figures), the figures themselves (``sweep.study.figures``),
@@ -40,7 +41,7 @@ def write_report(study: Study, summary: dict[str, Any], out: Path, storage: str)
     files = [results, *panels.figures, *study_plots(study, out, heatmaps=not (spec and spec.pivots))]
     if summary.get("best"):
         try:
-            exported, metrics, directions = from_study(storage, study.study_name, top=None)
+            exported, metrics, directions, _ = from_study(storage, study.study_name, top=None)
             files += write(exported, out, ["best"], {"storage": summary["storage"], "study": study.study_name,
                                                      "metrics": metrics, "directions": directions})
         except SweepError:
@@ -71,9 +72,16 @@ def main(argv: list[str] | None = None) -> None:
     from sweep.study.results import summarize
     from sweep.study.storage import load_study
 
-    parser = argparse.ArgumentParser(prog="sweep-report", description=__doc__.splitlines()[0])
-    parser.add_argument("--storage", required=True, help="Optuna storage: DB URL or *.journal path")
-    parser.add_argument("--study", required=True, help="study name")
+    parser = argparse.ArgumentParser(
+        prog="sweep-report", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write a study's report (report.md, its figures, optimization_results.yaml, best.yaml) from its "
+                    "Optuna storage alone.",
+        epilog="examples:\n"
+               "  sweep-report --storage multirun/quickstart/optuna.journal --out report/\n"
+               "  sweep-report --storage sqlite:///studies.db --study lr_bs_grid --out report/\n"
+               "  sweep-report --storage postgresql://user@host/db --study s --out report/   (password: PGPASSWORD)")
+    parser.add_argument("--storage", required=True, help="Optuna storage: a database URL or a *.journal path")
+    parser.add_argument("--study", help="study name; may be left out when the storage holds one study")
     parser.add_argument("--out", required=True, type=Path, help="folder for report.md and the figures")
     args = parser.parse_args(argv)
     try:

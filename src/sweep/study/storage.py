@@ -89,13 +89,26 @@ def _cut_partial_record(path: Path) -> None:
         lock.release()
 
 
-def load_study(spec: str, study_name: str) -> Study:
-    """An existing study, for the tools that read one (sweep-export, sweep-report); never creates anything."""
+def load_study(spec: str, study_name: str | None) -> Study:
+    """An existing study, for the tools that read one (sweep-export, sweep-report); never creates anything.
+
+    ``study_name`` None picks the storage's only study (as ``multirun/<name>/optuna.journal`` holds), and names the
+    studies to choose from when there are several.
+    """
     import optuna
+
+    from sweep.contract import masked
 
     if is_journal(spec) and not Path(spec).is_file():
         raise SweepError(f"--storage: no journal file {spec}")
+    storage = open_storage(spec, "--storage", writable=False)
+    if study_name is None:
+        names = sorted(s.study_name for s in storage.get_all_studies())
+        if len(names) != 1:
+            found = f"holds {', '.join(names)}" if names else "holds no study"
+            raise SweepError(f"--study: {masked(spec)} {found}; name one with --study")
+        study_name = names[0]
     try:
-        return optuna.load_study(study_name=study_name, storage=open_storage(spec, "--storage", writable=False))
+        return optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
-        raise SweepError(f"--study: no study {study_name!r} in {spec}") from None
+        raise SweepError(f"--study: no study {study_name!r} in {masked(spec)}") from None
