@@ -36,6 +36,15 @@ def objective_values(metrics: dict[str, float], objective: list[str]) -> float |
     return values[0] if len(values) == 1 else values
 
 
+def summary_line(metrics: dict[str, float], objective: list[str], path: Path) -> str:
+    """What a single run ends with: its objective(s), test accuracy and the DeepFool margin, and where the rest is."""
+    from sweep.measures import MEASURES
+
+    shown = dict.fromkeys([*objective, "test_acc", *(m.headline for m in MEASURES.values())])
+    values = [f"{k} {metrics[k]:.4f}" if metrics[k] == metrics[k] else f"{k} n/m" for k in shown if k in metrics]
+    return f"{', '.join(values)}; all metrics: {path}"
+
+
 def _run_name(link: TrialLink | None, template: str | None) -> str:
     """The MLflow run's name: ``mlflow.run_name`` rendered from the config when set, else the trial's number."""
     hc = HydraConfig.get()
@@ -90,6 +99,8 @@ def task(cfg: DictConfig) -> float | tuple[float, ...]:
         if link is None and trial_cfg.mlflow.enabled:  # a sweep checked the store once for all its trials
             check_store(tracking_uri(trial_cfg.mlflow.tracking_uri))
         metrics = run_trial(trial_cfg, resolved, output_dir, _run_name(link, trial_cfg.mlflow.run_name), link)
+        if link is None and HydraConfig.get().mode != RunMode.MULTIRUN:
+            print(summary_line(metrics, trial_cfg.objective, output_dir / "metrics.json"))
     except SweepError as error:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # the sweeper records this trial as failed and goes on

@@ -70,6 +70,11 @@ def _client(uri: str) -> MlflowClient:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     from mlflow import MlflowClient
 
+    for name in ("mlflow", "alembic"):  # "Creating initial MLflow database tables..." is no news to the user
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() > logging.DEBUG:  # hydra.verbose=mlflow keeps them
+            logger.setLevel(logging.WARNING)
+
     return MlflowClient(tracking_uri=uri)
 
 

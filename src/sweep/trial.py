@@ -70,7 +70,7 @@ def run_trial(
         callbacks.append(lambda m: reporting.report(m[cfg.objective[0]], step=int(m["epoch"])))
     started = time.perf_counter()
     try:
-        with _progress(cfg.train.epochs, run_name) as show:
+        with _progress(cfg.train.epochs, run_name, quiet=link is not None) as show:
             result = fit(model, optimizer, data, train_split, cfg.train, [*callbacks, show], on_eval)
         metrics = {k: v for k, v in result.history[-1].items() if k != "epoch_seconds"}
         metrics["epochs"] = metrics.pop("epoch")
@@ -158,12 +158,13 @@ def _yaml(tree: dict[str, Any]) -> str:
 
 
 @contextlib.contextmanager
-def _progress(epochs: int, label: str) -> Iterator[EpochCallback]:
-    """An epoch bar with live loss and accuracy on a terminal; one log line per epoch otherwise."""
-    if not sys.stderr.isatty():
+def _progress(epochs: int, label: str, quiet: bool) -> Iterator[EpochCallback]:
+    """An epoch bar with live loss and accuracy on a terminal; one log line per epoch otherwise. In a sweep
+    (``quiet``) the sweep reports progress, and the epoch lines are debug output (``hydra.verbose=sweep.trial``)."""
+    if quiet or not sys.stderr.isatty():
         def line(m: dict[str, float]) -> None:
             shown = " ".join(f"{k} {m[k]:.4f}" for k in ("train_loss", "train_acc", "val_acc", "test_acc") if k in m)
-            log.info("epoch %d/%d %s", m["epoch"], epochs, shown)
+            log.log(logging.DEBUG if quiet else logging.INFO, "epoch %d/%d %s", m["epoch"], epochs, shown)
 
         yield line
         return

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import socket
+import sys
 import threading
 import time
 import warnings
@@ -43,9 +44,9 @@ from sweep.contract import (
 )
 from sweep.errors import ConfigError, SweepError, check, check_choice
 from sweep.study.registry import MULTI_OBJECTIVE, build_pruner, build_sampler
-from sweep.study.results import best_trials, format_table, summarize, write_yaml
+from sweep.study.results import best_trials, format_table, result_sentence, summarize, ties, write_yaml
 from sweep.study.search_space import SearchSpace, override_text, parse_search_space
-from sweep.study.storage import open_storage
+from sweep.study.storage import is_journal, open_storage
 from sweep.study.sweep_run import SweepRun
 from sweep.tracking import check_store
 
@@ -339,11 +340,16 @@ class OptunaSweeperImpl:
         worker = f"{socket.gethostname()}:{os.getpid()}"
         storage = open_storage(plan.storage, "hydra.sweeper.storage")
         heartbeat = Heartbeat(storage, plan.study_name, self.heartbeat_interval)
+        if not self.config.hydra.verbose:
+            _quiet_launchers()
         try:
             while outcome.told < todo:
                 running = [study.ask() for _ in range(min(self.n_jobs, todo - outcome.told))]
                 heartbeat.watch(running)
                 overrides = [self._job_overrides(trial, plan, parent, worker) for trial in running]
+                for trial in running:  # the trial and what was swept for it: the rest is in its folder and run
+                    log.info("Trial %d: %s", trial.number, " ".join(f"{k}={override_text(v)}"
+                                                                    for k, v in trial.params.items()))
                 returns = self.launcher.launch(overrides, initial_job_idx=running[0].number)
                 for trial, ret in zip(running, returns, strict=True):
                     outcome.add(self._tell(study, trial, ret, len(plan.directions)))
@@ -459,20 +465,48 @@ class OptunaSweeperImpl:
         report_dir = self.sweep_dir / "report"
         write_report(study, summary, report_dir, plan.storage)
         table = format_table(summary)
-        print(f"\nStudy {plan.study_name!r}: {summary['states']}\n{table}\n", flush=True)
-        if "pareto_front" in summary:
-            print(f"Pareto front: trials {[t['number'] for t in summary['pareto_front']]}")
-        elif summary["best"]:
-            best = summary["best"][0]
-            print(f"Best trial {best['number']}: {dict(zip(summary['metrics'], best['values'], strict=True))} "
-                  f"with {best['params']}")
+        counts = ", ".join(f"{n} {state.lower()}" for state, n in summary["states"].items())
+        print(f"\nStudy {plan.study_name!r}: {summary['n_trials']} trials ({counts})\n{table}\n", flush=True)
+        print(result_sentence(summary))
+        if note := ties(summary):
+            print(note)
         print(f"Results: {results}\nReport: {report_dir / 'report.md'}")
         if parent:
-            if self.view_url:
-                local = not parent.uri.startswith(("http://", "https://"))
-                print(f"MLflow: {self.view_url}" + ("  (start the UI with `make ui`)" if local else ""))
             parent.log_summary(summary, table, report_dir)
             parent.end("FINISHED")
+        for line in _browse_lines(plan.storage, parent, self.view_url):
+            print(line)
+
+
+def _quiet_launchers() -> None:
+    """Hydra's launchers echo every job's overrides, the contract's environment included, 3-4 wrapped lines a trial;
+    the sweep prints the trial's number and swept values instead. ``hydra.verbose`` brings the echo back."""
+    for name in ("hydra._internal.core_plugins.basic_launcher", "hydra_plugins.hydra_joblib_launcher.joblib_launcher",
+                 "hydra_plugins.hydra_submitit_launcher.submitit_launcher"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _browse_lines(storage: str, parent: SweepRun | None, view_url: str | None) -> list[str]:
+    """The commands that open this sweep's results: the MLflow UI on its store (and the link to the sweep's view),
+    and optuna-dashboard on its study storage. Paths are absolute, so they work from any folder; a password in a
+    URL is masked (give it with the tool's own environment variable)."""
+    bin_dir = Path(sys.executable).parent
+    lines = []
+    if parent is not None:
+        uri = parent.uri
+        if uri.startswith(("http://", "https://")):
+            lines.append(f"MLflow: {view_url or masked(uri)}")
+        else:
+            if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+                uri = "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
+            lines.append(f"MLflow UI: {bin_dir / 'mlflow'} ui --backend-store-uri {masked(uri)} --port 5000")
+            if view_url:
+                lines.append(f"  then open {view_url}")
+    spec = storage if not is_journal(storage) else str(Path(storage).resolve())
+    dashboard = bin_dir / "optuna-dashboard"
+    prefix = str(dashboard) if dashboard.exists() else "pip install optuna-dashboard && optuna-dashboard"
+    lines.append(f"Optuna dashboard: {prefix} {masked(spec)}")
+    return lines
 
 
 class Heartbeat:

@@ -1,8 +1,12 @@
-"""A study's figures: the standard Optuna plots per objective, plus annotated heatmaps of two discrete params.
+"""A study's figures, right for one objective or several: each as a PNG (matplotlib, Agg) and, for the report's
+HTML page, an interactive plotly figure.
 
-PNG files come from matplotlib (Agg, no display needed). The parallel-coordinates plot also comes as interactive
-HTML from plotly (brush an axis to filter trials), with plotly's script embedded so it opens offline. Every
-function writes files and returns their paths.
+Per objective: optimization history, parameter importances (computed so that higher is better where the objective
+is maximised), parallel coordinates (the best trials dark and drawn on top), and the objective against each swept
+parameter (a log axis where the parameter was drawn on a log scale). For the study: the Pareto front of several
+objectives (its members marked), the validation curves of every trial overlaid, and a heatmap per metric when the
+study sweeps exactly two discrete parameters (choices or stepped ranges, never continuous intervals). A figure the
+data cannot support (one trial, one value) is left out with a note saying why.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import logging
 import math
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,14 +50,19 @@ def _quiet_optuna_plots() -> Iterator[None]:
         yield
 
 
+def _discrete(distribution: Any) -> bool:
+    """A choice or a stepped range: values a grid of cells can hold, unlike a continuous interval."""
+    return hasattr(distribution, "choices") or getattr(distribution, "step", None) is not None
+
+
 def _discrete_pair(study: Study) -> tuple[str, str] | None:
-    """Two params with few distinct values each (e.g. lr x batch size): the heatmap's axes."""
+    """The two swept params when the study sweeps exactly two and both are discrete (e.g. lr x batch size)."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    names = sorted({k for t in trials for k in t.params})
-    few = [n for n in names if 1 < len({repr(t.params.get(n)) for t in trials if n in t.params}) <= 12]
-    return (few[0], few[1]) if len(names) == 2 and len(few) == 2 else None
+    distributions = {k: d for t in trials for k, d in t.distributions.items()}
+    names = sorted(distributions)
+    return (names[0], names[1]) if len(names) == 2 and all(_discrete(distributions[n]) for n in names) else None
 
 
 def _sort_key(value: Any) -> tuple:
@@ -118,12 +129,15 @@ def _metric_getters(study: Study) -> dict[str, Getter]:
     trial's recorded metrics."""
     from sweep.measures import MEASURES
 
-    names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
-    getters: dict[str, Getter] = {name: _objective(i) for i, name in enumerate(names)}
+    getters: dict[str, Getter] = {name: _objective(i) for i, name in enumerate(_names(study))}
     for extra in ("test_acc", *(measure.headline for measure in MEASURES.values())):
         if extra not in getters:
             getters[extra] = _recorded(extra)
     return getters
+
+
+def _names(study: Study) -> list[str]:
+    return list(study.metric_names or [f"objective_{i}" for i in range(len(study.directions))])
 
 
 def _objective(index: int) -> Getter:
@@ -134,56 +148,260 @@ def _recorded(metric: str) -> Getter:
     return lambda trial: (trial.user_attrs.get("metrics") or {}).get(metric)
 
 
-def study_plots(study: Study, out_dir: Path, heatmaps: bool = True) -> list[Path]:
-    """Optimization history, parameter importances, parallel coordinates and slices (PNG + HTML) per objective,
-    and a heatmap per metric when the study sweeps two discrete params (unless ``heatmaps`` is off: a preset's own
-    report draws them)."""
-    import optuna.visualization as pv
-    import optuna.visualization.matplotlib as pm
+@dataclass
+class Drawn:
+    """What :func:`study_plots` made: PNG files, interactive figures for the HTML page, and notes on what it left
+    out and why."""
+
+    files: list[Path] = field(default_factory=list)
+    interactive: list[tuple[str, Any]] = field(default_factory=list)  # (title, plotly figure)
+    notes: list[str] = field(default_factory=list)
+
+
+MIN_TRIALS_FOR_IMPORTANCES = 8  # fANOVA on fewer trials splits the credit evenly and looks like a finding
+
+
+def _axis_values(trials: list[FrozenTrial], name: str, distribution: Any) -> tuple[list[float], dict[str, Any]]:
+    """A param's values as numbers on a plot axis (choices by position, log-scaled ones as log10) and the axis's
+    tick settings."""
+    values: list[Any] = [t.params[name] for t in trials]
+    if hasattr(distribution, "choices"):
+        choices = [str(c) for c in distribution.choices]
+        return [float(choices.index(str(v))) for v in values], {"tickvals": list(range(len(choices))),
+                                                                  "ticktext": choices}
+    if getattr(distribution, "log", False):
+        return [math.log10(float(v)) for v in values], {"title_suffix": " (log10)"}
+    return [float(v) for v in values], {}
+
+
+def parallel(study: Study, index: int, path: Path) -> tuple[Path, Any]:
+    """Parallel coordinates of the swept params and one objective: lines coloured by the objective, darkest for the
+    best trials (whichever the direction), which are drawn last so nothing hides them."""
+    import plotly.graph_objects as go
     from optuna.trial import TrialState
 
     plt = _pyplot()
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+    maximise = study.directions[index].name == "MAXIMIZE"
+    trials.sort(key=lambda t: t.values[index] if maximise else -t.values[index])  # worst first, best on top
+    distributions = {k: d for t in trials for k, d in t.distributions.items()}
+    names = [n for n in sorted(distributions) if all(n in t.params for t in trials)]
+    target = [t.values[index] for t in trials]
+    name = _names(study)[index]
+    axes = [(n, *_axis_values(trials, n, distributions[n])) for n in names]
+    dimensions = [dict(label=n + ticks.pop("title_suffix", ""), values=v, **ticks) for n, v, ticks in axes]
+    dimensions.append(dict(label=name, values=target))
+    figure = go.Figure(go.Parcoords(
+        dimensions=dimensions,
+        line=dict(color=target, colorscale="Blues", reversescale=not maximise, showscale=True,
+                  colorbar=dict(title=name))))
+    figure.update_layout(title=f"Parallel coordinates: {name} ({'higher' if maximise else 'lower'} is better, darker)")
+    fig, ax = plt.subplots(figsize=(max(6.0, 2.2 * (len(dimensions))), 5), dpi=100)
+    columns = [dim["values"] for dim in dimensions]
+    lows = [min(c) for c in columns]
+    spans = [(max(c) - min(c)) or 1.0 for c in columns]
+    colour = plt.get_cmap("Blues" if maximise else "Blues_r")
+    t_low, t_span = min(target), (max(target) - min(target)) or 1.0
+    for row, value in enumerate(target):
+        ys = [(c[row] - lo) / sp for c, lo, sp in zip(columns, lows, spans, strict=True)]
+        ax.plot(range(len(columns)), ys, color=colour(0.25 + 0.75 * (value - t_low) / t_span), lw=1.5)
+    for i, dim in enumerate(dimensions):
+        ax.axvline(i, color="grey", lw=0.8)
+        ticks = dim.get("ticktext")
+        if ticks:  # every choice at its place on the axis
+            for k, label in enumerate(ticks):
+                ax.text(i + 0.03, (k - lows[i]) / spans[i], label, ha="left", va="center", fontsize=8)
+        else:
+            ax.text(i, -0.06, f"{lows[i]:.3g}", ha="center", va="top", fontsize=8)
+            ax.text(i, 1.04, f"{lows[i] + spans[i]:.3g}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(columns)), [d["label"] for d in dimensions], fontsize=9)
+    ax.set_yticks([])
+    ax.set_ylim(-0.15, 1.12)
+    ax.set_title(f"{name}: {'higher' if maximise else 'lower'} is better, drawn darker and on top", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path, figure
+
+
+def by_param(study: Study, index: int, path: Path) -> tuple[Path, Any]:
+    """The objective against each swept param, one panel each, on a log axis where the param was log-scaled."""
+    import plotly.graph_objects as go
+    from optuna.trial import TrialState
+    from plotly.subplots import make_subplots
+
+    plt = _pyplot()
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+    distributions = {k: d for t in trials for k, d in t.distributions.items()}
+    names = sorted(distributions)
+    name = _names(study)[index]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names) + 1, 3.8), dpi=100, squeeze=False)
+    figure = make_subplots(rows=1, cols=len(names), shared_yaxes=True, subplot_titles=names)
+    for col, (ax, param) in enumerate(zip(axes[0], names, strict=True), 1):
+        having = [t for t in trials if param in t.params]
+        raw = [t.params[param] for t in having]
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in raw)
+        categorical = hasattr(distributions[param], "choices") and not numeric
+        xs = [str(v) for v in raw] if categorical else raw
+        ys = [t.values[index] for t in having]
+        ax.scatter(xs, ys, s=18, alpha=0.8)
+        # A log-drawn interval, or numeric choices spanning two decades (a learning-rate grid): a log axis.
+        spread = numeric and min(raw) > 0 and max(raw) / min(raw) >= 100
+        log = getattr(distributions[param], "log", False) or spread
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(param)
+        ax.grid(alpha=0.3)
+        figure.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=param,
+                                    text=[f"trial {t.number}" for t in having]), row=1, col=col)
+        figure.update_xaxes(type="log" if log else ("category" if categorical else "linear"), row=1, col=col)
+    axes[0][0].set_ylabel(name)
+    fig.suptitle(f"{name} against each swept parameter", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    figure.update_layout(title=f"{name} against each swept parameter", showlegend=False)
+    return path, figure
+
+
+def pareto(study: Study, path: Path) -> tuple[Path, Any]:
+    """The trials in objective space with the Pareto front marked (Optuna's own plots, both directions honoured)."""
+    import optuna.visualization as pv
+    import optuna.visualization.matplotlib as pm
+
+    plt = _pyplot()
+    names = _names(study)
+    pm.plot_pareto_front(study, target_names=names)
+    plt.gcf().set_size_inches(7, 5.5)
+    plt.gcf().tight_layout()
+    plt.savefig(path, dpi=100)
+    plt.close("all")
+    return path, pv.plot_pareto_front(study, target_names=names)
+
+
+def curves(study: Study, path: Path) -> tuple[Path, Any] | None:
+    """Every trial's validation (else test) accuracy per epoch, overlaid; the best trial of the first objective
+    drawn thick. None when no trial recorded its curves."""
+    import plotly.graph_objects as go
+    from optuna.trial import TrialState
+
+    from sweep.contract import HISTORY_ATTR
+    from sweep.study.results import best_trials
+
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if (t.user_attrs.get(HISTORY_ATTR) or {}).get("epochs")]
+    if not trials:
+        return None
+    rows0 = trials[0].user_attrs[HISTORY_ATTR]["epochs"]
+    metric = "val_acc" if "val_acc" in rows0[0] else "test_acc"
+    best = {t.number for t in best_trials(study)}
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    figure = go.Figure()
+    for t in sorted(trials, key=lambda t: t.number in best):  # the best drawn last, on top
+        rows = [r for r in t.user_attrs[HISTORY_ATTR]["epochs"] if r.get(metric) is not None]
+        epochs, values = [r["epoch"] for r in rows], [r[metric] for r in rows]
+        label = f"trial {t.number}" + (" (best)" if t.number in best else "")
+        ax.plot(epochs, values, lw=2.5 if t.number in best else 1, alpha=1 if t.number in best else 0.5,
+                color="C3" if t.number in best else None, label=label if t.number in best else None)
+        figure.add_trace(go.Scatter(x=epochs, y=values, mode="lines", name=label,
+                                    line=dict(width=3 if t.number in best else 1)))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} of every trial per epoch (best trial thick)", fontsize=10)
+    ax.grid(alpha=0.3)
+    if best:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    figure.update_layout(title=f"{metric} of every trial per epoch", xaxis_title="epoch", yaxis_title=metric)
+    return path, figure
+
+
+def _optuna_plot(kind: str, study: Study, index: int, path: Path) -> tuple[Path, Any]:
+    """Optuna's optimization history or parameter importances for one objective, as PNG and plotly figure.
+
+    Given a target function (as each objective of several must be), Optuna's default importance evaluator
+    (PED-ANOVA) ranks params by how much they lead to *low* target values, so a maximised objective is passed
+    negated: the importances then say what leads to high values, as the objective wants.
+    """
+    import optuna.visualization as pv
+    import optuna.visualization.matplotlib as pm
+
+    plt = _pyplot()
+    name = _names(study)[index]
+    several = len(study.directions) > 1
+    maximised = study.directions[index].name == "MAXIMIZE"
+    target = (lambda t: -t.values[index]) if several and maximised and kind == "importances" else (
+        (lambda t: t.values[index]) if several else None)
+    plots: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
+        "history": (pm.plot_optimization_history, pv.plot_optimization_history),
+        "importances": (pm.plot_param_importances, pv.plot_param_importances),
+    }
+    to_png, to_html = plots[kind]
+    to_png(study, target=target, target_name=name)
+    plt.gcf().set_size_inches(8, 5)
+    plt.gcf().tight_layout()
+    plt.savefig(path, dpi=100)
+    plt.close("all")
+    return path, to_html(study, target=target, target_name=name)
+
+
+def study_plots(study: Study, out_dir: Path, heatmaps: bool = True) -> Drawn:
+    """Every figure of the study (module docstring) into ``out_dir``; ``heatmaps`` off leaves the heatmaps to a
+    preset's own report."""
+    from optuna.trial import TrialState
+
     out_dir.mkdir(parents=True, exist_ok=True)
+    drawn = Drawn()
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
-        return []
-    written: list[Path] = []
-    names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
-    kinds: dict[str, tuple[Callable[..., Any], Callable[..., Any] | None, int]] = {  # matplotlib, plotly (HTML), trials
-        "history": (pm.plot_optimization_history, None, 1),
-        "importances": (pm.plot_param_importances, None, 2),
-        "parallel": (pm.plot_parallel_coordinate, pv.plot_parallel_coordinate, 1),
-        "slice": (pm.plot_slice, None, 1),
-    }
+        drawn.notes.append("No figures: no trial completed.")
+        return drawn
+    names = _names(study)
+    swept = sorted({k for t in complete for k in t.params})
+    makers: list[tuple[str, Callable[[], tuple[Path, Any] | None], str | None]] = []
+    for i, name in enumerate(names):
+        makers.append((f"History of {name}", partial(_optuna_plot, "history", study, i,
+                                                      out_dir / f"history_{name}.png"), None))
+        few = len(complete) < MIN_TRIALS_FOR_IMPORTANCES
+        one_value = len({t.values[i] for t in complete}) < 2
+        reason = (f"{len(complete)} complete trials; importances need {MIN_TRIALS_FOR_IMPORTANCES} or more" if few
+                  else f"every trial has the same {name}" if one_value else None)
+        makers.append((f"Parameter importances for {name}", partial(_optuna_plot, "importances", study, i,
+                                                                     out_dir / f"importances_{name}.png"), reason))
+        varied = [p for p in swept if len({repr(t.params.get(p)) for t in complete}) > 1]
+        reason = None if varied and len(complete) > 1 else "it needs two or more trials that differ"
+        makers.append((f"Parallel coordinates of {name}", partial(parallel, study, i,
+                                                                   out_dir / f"parallel_{name}.png"), reason))
+        makers.append((f"{name} against each parameter", partial(by_param, study, i, out_dir / f"by_param_{name}.png"),
+                       None if swept else "nothing was swept"))
+    if len(names) > 1:
+        makers.append(("Pareto front", partial(pareto, study, out_dir / "pareto.png"), None))
+    makers.append(("Learning curves of every trial", partial(curves, study, out_dir / "curves.png"), None))
     with _quiet_optuna_plots():
-        for i, name in enumerate(names):
-            target = None if len(names) == 1 else (lambda t, i=i: t.values[i])
-            # Importances rank what leads to *low* targets; a maximised objective of several is negated for them.
-            maximised = target is not None and study.directions[i].name == "MAXIMIZE"
-            low_is_good = (lambda t, i=i: -t.values[i]) if maximised else target
-            for kind, (to_png, to_html, needs) in kinds.items():
-                if len(complete) < needs:
-                    continue
-                stem = out_dir / f"{kind}_{name}"
-                try:
-                    to_png(study, target=low_is_good if kind == "importances" else target, target_name=name)
-                    plt.gcf().set_size_inches(8, 5)
-                    plt.gcf().tight_layout()
-                    plt.savefig(stem.with_suffix(".png"), dpi=90)
-                    plt.close("all")
-                    written.append(stem.with_suffix(".png"))
-                    if to_html:
-                        figure = to_html(study, target=target, target_name=name)
-                        figure.write_html(stem.with_suffix(".html"), include_plotlyjs=True)
-                        written.append(stem.with_suffix(".html"))
-                except (ValueError, RuntimeError, ZeroDivisionError) as error:  # e.g. importances of constant values
-                    plt.close("all")
-                    log.warning("Skipped the %s plot of %s: %s", kind, name, error)
+        for title, make, reason in makers:
+            if reason:
+                drawn.notes.append(f"{title}: not drawn, {reason}.")
+                continue
+            try:
+                made = make()
+            except (ValueError, RuntimeError, ZeroDivisionError) as error:  # e.g. importances of constant values
+                _pyplot().close("all")
+                drawn.notes.append(f"{title}: not drawn ({error}).")
+                continue
+            if made is not None:
+                drawn.files.append(made[0])
+                drawn.interactive.append((title, made[1]))
     pair = _discrete_pair(study) if heatmaps else None
+    if heatmaps and pair is None and len(swept) >= 2:
+        drawn.notes.append("Heatmaps: not drawn; they need exactly two swept parameters, both discrete (choices or "
+                           "stepped ranges).")
     if pair:
         for metric, getter in _metric_getters(study).items():
             if any(getter(t) is not None for t in complete):
                 cells = cells_of(study, pair[0], pair[1], getter)
                 title = f"{metric} (mean of complete trials)"
-                written.append(heatmap(cells, pair[0], pair[1], title, out_dir / f"heatmap_{metric}.png"))
-    return written
+                drawn.files.append(heatmap(cells, pair[0], pair[1], title, out_dir / f"heatmap_{metric}.png"))
+    return drawn

@@ -15,14 +15,24 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 
+def _shown_metrics() -> tuple[str, ...]:
+    """Metrics every table shows beside the objectives when the trials recorded them: test accuracy and each
+    measure's headline (the DeepFool margin)."""
+    from sweep.measures import MEASURES
+
+    return ("test_acc", *(m.headline for m in MEASURES.values()))
+
+
 def _trial_row(trial: FrozenTrial) -> dict[str, Any]:
     duration = trial.duration.total_seconds() if trial.duration else None
+    recorded = trial.user_attrs.get("metrics") or {}
     return {
         "number": trial.number,
         "state": trial.state.name,
         "values": list(trial.values) if trial.values else None,
         "params": dict(trial.params),
         "duration_s": round(duration, 3) if duration is not None else None,
+        "metrics": {k: recorded[k] for k in _shown_metrics() if k in recorded},
         **({"fail_reason": trial.user_attrs["fail_reason"]} if "fail_reason" in trial.user_attrs else {}),
     }
 
@@ -75,25 +85,81 @@ def write_yaml(summary: dict[str, Any], path: Path) -> None:
 
 
 def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.4g}"
+        if math.isnan(value):
+            return "n/m"
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.4g}"
     return str(value)
 
 
-def format_table(summary: dict[str, Any]) -> str:
-    """The trials as a Markdown table (params, values, state, duration), best first."""
-    metrics = summary["metrics"]
-    param_names = sorted({k for t in summary["trials"] for k in t["params"]})
-    header = ["trial", *param_names, *metrics, "state", "seconds"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+def _param(value: Any) -> str:
+    """A swept value as the user wrote it (1e-05, 0.1, [512]), never rounded."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _rank(summary: dict[str, Any]) -> Any:
+    """Sort key: complete trials first, then by the objectives in order, each towards its direction."""
     sign = [1 if d == "maximize" else -1 for d in summary["directions"]]
 
     def rank(t: dict) -> tuple:
         values = t["values"] or [-math.inf * s for s in sign]
         return (t["state"] != "COMPLETE", *(-s * v for s, v in zip(sign, values, strict=True)))
 
-    for t in sorted(summary["trials"], key=rank):
+    return rank
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """The trials as an aligned Markdown table, best first: params, objectives, test accuracy and each measure's
+    headline (when recorded), state, seconds; ``*`` marks the best trial (or the Pareto front's members)."""
+    metrics = summary["metrics"]
+    recorded = {m for t in summary["trials"] for m in t.get("metrics", {})}
+    extra = [m for m in _shown_metrics() if m not in metrics and m in recorded]
+    param_names = sorted({k for t in summary["trials"] for k in t["params"]})
+    best = {t["number"] for t in summary.get("best") or summary.get("pareto_front") or []}
+    header = ["", "trial", *param_names, *metrics, *extra, "state", "seconds"]
+    rows = [header]
+    for t in sorted(summary["trials"], key=_rank(summary)):
         values = t["values"] or [None] * len(metrics)
-        cells = [t["number"], *(t["params"].get(p, "") for p in param_names), *values, t["state"], t["duration_s"]]
-        lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
+        shown = [t.get("metrics", {}).get(m) for m in extra]
+        params = [_param(t["params"][p]) if p in t["params"] else "" for p in param_names]
+        seconds = f"{t['duration_s']:.1f}" if t["duration_s"] is not None else "-"
+        rows.append(["*" if t["number"] in best else "", t["number"], *params, *values,
+                     *(math.nan if v is None and t["state"] == "COMPLETE" else v for v in shown), t["state"], seconds])
+    cells = [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
+
+
+def ties(summary: dict[str, Any]) -> str | None:
+    """A sentence naming the trials that tie with the best one (one objective), or None: Optuna keeps the first of
+    them as ``best_trial``, which the user should know is a choice by trial order, not by value."""
+    if len(summary["metrics"]) != 1 or not summary.get("best"):
+        return None
+    best = summary["best"][0]
+    tied = [t["number"] for t in summary["trials"] if t["state"] == "COMPLETE" and t["values"] == best["values"]]
+    if len(tied) < 2:
+        return None
+    return (f"{len(tied)} trials tie at {summary['metrics'][0]} {_fmt(best['values'][0])}: "
+            f"{', '.join(map(str, tied))}; trial {best['number']} is reported as best (the first to finish)")
+
+
+def result_sentence(summary: dict[str, Any]) -> str:
+    """The sweep's result in one sentence: the best trial, or the Pareto front's members, with values and params;
+    the terminal, the report and the MLflow parent run's description all say it this way."""
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in summary["states"].items())
+
+    def described(t: dict[str, Any]) -> str:
+        values = ", ".join(f"{m} {_fmt(v)}" for m, v in zip(summary["metrics"], t["values"], strict=True))
+        params = " ".join(f"{k}={_param(v)}" for k, v in t["params"].items())
+        return f"trial {t['number']} ({values}{'; ' + params if params else ''})"
+
+    if summary.get("pareto_front"):
+        members = "; ".join(described(t) for t in summary["pareto_front"])
+        return f"Pareto front of {len(summary['pareto_front'])} trials: {members}. Of {summary['n_trials']} trials ({counts})."
+    if summary.get("best"):
+        return f"Best: {described(summary['best'][0])}. Of {summary['n_trials']} trials ({counts})."
+    return f"No complete trial yet: {summary['n_trials']} trials ({counts})."
