@@ -81,7 +81,7 @@ def test_sweep_appears_in_the_mlflow_ui(tmp_path: Path, server: Server) -> None:
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run", "--disable-quic"],
         )
-        page = browser.new_page(viewport={"width": 1600, "height": 900})
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.goto(url, wait_until="domcontentloaded")
         parent = page.locator("[role=grid] .ag-cell-value", has_text="browse").first
         parent.wait_for(timeout=60000)  # the runs table, not MLflow 3's GenAI overview
@@ -90,9 +90,43 @@ def test_sweep_appears_in_the_mlflow_ui(tmp_path: Path, server: Server) -> None:
         page.screenshot(path=str(ARTIFACTS / "mlflow-ui-sweep.png"), full_page=True)
         headers = page.inner_text("[role=grid] .ag-header")
         body = page.inner_text("body")
+        report = _open_offline(browser, tmp_path / "multirun" / "browse" / "report" / "report.html")
         browser.close()
     assert "trial_0" in body and "trial_1" in body
-    assert "optimizer.lr" in headers and "final_val_acc" in headers and "best_val_acc" in headers
+    for column in ("optimizer.lr", "final_val_acc", "best_val_acc", "final_test_acc", "final_deepfool_margin"):
+        assert column in headers, column
+    (parent,) = MlflowClient(server.url).search_runs([experiment.experiment_id], "tags.`sweep.role` = 'sweep'")
+    description = parent.data.tags["mlflow.note.content"]
+    best = optuna.load_study(study_name="browse", storage=fresh_storage(
+        str(tmp_path / "multirun" / "browse" / "optuna.journal"))).best_trial
+    assert description.startswith(f"Best: trial {best.number} (val_acc {best.value:.4f}; optimizer.lr=")
+    assert report["requests"] == [] and report["figures"] == report["plots"] >= 4 and report["broken_images"] == 0
+
+
+def _open_offline(browser, page_path: Path) -> dict:
+    """Open the report page with every network request refused and recorded; count its figures as drawn."""
+    requests: list[str] = []
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+
+    def refuse(route) -> None:
+        if not route.request.url.startswith(("file://", "data:")):
+            requests.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    page.route("**/*", refuse)
+    page.goto(page_path.as_uri(), wait_until="load")
+    page.wait_for_function("document.querySelectorAll('.figure .js-plotly-plot .main-svg').length > 0", timeout=30000)
+    found = page.evaluate("""() => ({
+        figures: document.querySelectorAll('.figure[data-title]').length,
+        plots: new Set([...document.querySelectorAll('.figure[data-title] .js-plotly-plot')]
+                       .filter(p => p.querySelector('.main-svg'))).size,
+        broken_images: [...document.images].filter(i => !i.complete || i.naturalWidth === 0).length,
+    })""")
+    page.screenshot(path=str(ARTIFACTS / "report-html.png"), full_page=True)
+    page.close()
+    return {"requests": requests, **found}
 
 
 def test_tracking_server_dying_mid_sweep_loses_no_optuna_result(tmp_path: Path, server: Server) -> None:

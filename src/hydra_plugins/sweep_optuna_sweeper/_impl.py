@@ -453,7 +453,12 @@ class OptunaSweeperImpl:
 
     @staticmethod
     def _view_metrics(plan: Plan) -> list[str]:
-        return [f"{prefix}_{m}" for m in plan.metrics or [] for prefix in ("final", "best")]  # trials', sweep's
+        """The columns of the sweep's MLflow view: each objective (trials' final value, the sweep's best), then test
+        accuracy and each measure's headline where the objectives do not already show them."""
+        from sweep.study.results import shown_metrics
+
+        objectives = [f"{prefix}_{m}" for m in plan.metrics or [] for prefix in ("final", "best")]
+        return objectives + [f"final_{m}" for m in shown_metrics() if m not in (plan.metrics or [])]
 
     def _finish(self, study: Any, plan: Plan, parent: SweepRun | None) -> None:
         from sweep.study.report import write_report

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 
-def _shown_metrics() -> tuple[str, ...]:
+def shown_metrics() -> tuple[str, ...]:
     """Metrics every table shows beside the objectives when the trials recorded them: test accuracy and each
     measure's headline (the DeepFool margin)."""
     from sweep.measures import MEASURES
@@ -32,7 +32,7 @@ def _trial_row(trial: FrozenTrial) -> dict[str, Any]:
         "values": list(trial.values) if trial.values else None,
         "params": dict(trial.params),
         "duration_s": round(duration, 3) if duration is not None else None,
-        "metrics": {k: recorded[k] for k in _shown_metrics() if k in recorded},
+        "metrics": {k: recorded[k] for k in shown_metrics() if k in recorded},
         **({"fail_reason": trial.user_attrs["fail_reason"]} if "fail_reason" in trial.user_attrs else {}),
     }
 
@@ -115,7 +115,7 @@ def format_table(summary: dict[str, Any]) -> str:
     headline (when recorded), state, seconds; ``*`` marks the best trial (or the Pareto front's members)."""
     metrics = summary["metrics"]
     recorded = {m for t in summary["trials"] for m in t.get("metrics", {})}
-    extra = [m for m in _shown_metrics() if m not in metrics and m in recorded]
+    extra = [m for m in shown_metrics() if m not in metrics and m in recorded]
     param_names = sorted({k for t in summary["trials"] for k in t["params"]})
     best = {t["number"] for t in summary.get("best") or summary.get("pareto_front") or []}
     header = ["", "trial", *param_names, *metrics, *extra, "state", "seconds"]
@@ -159,7 +159,8 @@ def result_sentence(summary: dict[str, Any]) -> str:
 
     if summary.get("pareto_front"):
         members = "; ".join(described(t) for t in summary["pareto_front"])
-        return f"Pareto front of {len(summary['pareto_front'])} trials: {members}. Of {summary['n_trials']} trials ({counts})."
+        front = len(summary["pareto_front"])
+        return f"Pareto front of {front} trials: {members}. Of {summary['n_trials']} trials ({counts})."
     if summary.get("best"):
         return f"Best: {described(summary['best'][0])}. Of {summary['n_trials']} trials ({counts})."
     return f"No complete trial yet: {summary['n_trials']} trials ({counts})."

@@ -47,7 +47,8 @@ class SweepRun(Run):
         The view keeps MLflow's default order (newest first), the one in which the UI nests each sweep's trial runs
         under its parent run; sorting by a metric would flatten the tree. It uses the UI's own "share view"
         mechanism (an experiment tag read through ``?viewStateShareKey=``), and asks for the model-training layout
-        rather than the GenAI overview MLflow 3 opens by default.
+        rather than the GenAI overview MLflow 3 opens by default. (MLflow 3.17 applies the view's columns but not an
+        expanded parent: ``runsExpanded`` in the view is ignored, so the user opens the sweep's run with its ``+``.)
         """
 
         def save() -> str:
@@ -80,13 +81,16 @@ class SweepRun(Run):
         self.guard(close)
 
     def log_summary(self, summary: dict[str, Any], table: str, report_dir: Path) -> None:
-        """Best value(s) as metrics and best params as ``best.*`` tags; the report folder as artifacts."""
+        """Best value(s) as metrics and best params as ``best.*`` tags, the result in one sentence as the run's
+        description; the report folder as artifacts."""
+        from sweep.study.results import result_sentence
+
         metrics = {f"trials_{state.lower()}": n for state, n in summary["states"].items()}
-        tags = {}
+        tags = {"mlflow.note.content": result_sentence(summary) + " The report: Artifacts > report/report.html."}
         best = summary.get("best") or []
         if len(best) == 1:
             metrics |= {f"best_{m}": v for m, v in zip(summary["metrics"], best[0]["values"], strict=True)}
-            tags = {f"best.{k}": v for k, v in best[0]["params"].items()} | {"best.trial": best[0]["number"]}
+            tags |= {f"best.{k}": v for k, v in best[0]["params"].items()} | {"best.trial": best[0]["number"]}
         self.log(metrics, tags)
         self.log_text(table, "trials.md")
         for path in sorted(report_dir.iterdir()):
