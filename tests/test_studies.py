@@ -113,6 +113,20 @@ def test_a_too_small_learning_rate_does_not_learn_where_a_good_one_does(quick: C
 
 
 @pytest.mark.slow
+def test_a_multi_objective_study_draws_and_marks_its_pareto_front(quick: Callable[[str], Path]) -> None:
+    import optuna
+
+    folder = quick("lr_bs_grid")
+    report = folder / "multirun" / "quick_lr_bs_grid" / "report"
+    storage = fresh_storage(str(folder / "multirun" / "quick_lr_bs_grid" / "optuna.journal"))
+    front = optuna.load_study(study_name="quick_lr_bs_grid", storage=storage).best_trials
+    marked = [line.split("|")[2].strip() for line in (report / "report.md").read_text().splitlines()
+              if line.startswith("| * ")]
+    assert sorted(marked) == sorted(str(t.number) for t in front) and (report / "pareto.png").stat().st_size > 5000
+    assert "Pareto front" in (report / "report.html").read_text()
+
+
+@pytest.mark.slow
 def test_normal_init_with_sgd_trains_far_worse_than_xavier_or_he(quick: Callable[[str], Path]) -> None:
     trials = _trials(quick("init_schemes"), "init_schemes")
     sgd = {t.params["init"]: _metric(t, "test_acc") for t in trials if t.params["optimizer"] == "sgd"}
