@@ -27,6 +27,7 @@ class Measure:
     metrics: tuple[str, ...]  # exactly the keys ``run`` returns
     headline: str  # the one metric tables and heatmaps show beside the objectives
     check: Callable[[Any, Any], None] | None = None  # (options, data set): refuse what cannot work, before training
+    beside: tuple[str, ...] = ()  # metrics tables show next to the headline: what it rests on (success rate, ...)
 
     def __call__(self, model: Any, data: Any, options: Any) -> dict[str, float]:
         """Run the measure, holding it to the metrics it declares."""

@@ -116,4 +116,4 @@ def metric_names(section: str) -> tuple[str, ...]:
 
 
 MEASURE = Measure(name="deepfool", config=DeepFoolConfig, run=margins, metrics=metric_names("deepfool"),
-                  headline="deepfool_margin", check=check_classes)
+                  headline="deepfool_margin", check=check_classes, beside=("deepfool_success_rate",))

@@ -20,4 +20,4 @@ class DeepFoolTestConfig(DeepFoolConfig):
 
 
 MEASURE = Measure(name="deepfool_test", config=DeepFoolTestConfig, run=margins, metrics=metric_names("deepfool_test"),
-                  headline="deepfool_test_margin", check=check_classes)
+                  headline="deepfool_test_margin", check=check_classes, beside=("deepfool_test_success_rate",))

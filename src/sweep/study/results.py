@@ -16,11 +16,11 @@ if TYPE_CHECKING:
 
 
 def shown_metrics() -> tuple[str, ...]:
-    """Metrics every table shows beside the objectives when the trials recorded them: test accuracy and each
-    measure's headline (the DeepFool margin)."""
+    """Metrics every table shows beside the objectives when the trials recorded them: test accuracy, and each
+    measure's headline with what it rests on (the DeepFool margin and its success rate)."""
     from sweep.measures import MEASURES
 
-    return ("test_acc", *(m.headline for m in MEASURES.values()))
+    return ("test_acc", *(name for m in MEASURES.values() for name in (m.headline, *m.beside)))
 
 
 def _trial_row(trial: FrozenTrial) -> dict[str, Any]:
