@@ -24,3 +24,8 @@ def test_cfg_with_multirun_is_one_line(tmp_path: Path) -> None:
     result = run_cli("-m", "+experiment=quickstart", "--cfg", "job", cwd=tmp_path)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "drop -m" in result.stderr and not list(tmp_path.iterdir())
+
+
+def test_shell_completion_is_hydras(tmp_path: Path) -> None:
+    result = run_cli("-sc", "install=bash", cwd=tmp_path)
+    assert result.returncode == 0 and "hydra_bash_completion" in result.stdout and "complete" in result.stdout

@@ -91,6 +91,9 @@ def test_every_quick_study_runs_and_writes_the_report_that_answers_it(quick: Cal
     trials = _trials(folder, study)
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     assert len(trials) == len(_grid(f"quick/{study}")) and len(complete) >= 0.9 * len(trials)
+    for failed in (t for t in trials if t.state.name == "FAIL"):  # a collapsed or diverged model, said so
+        reason = failed.user_attrs["fail_reason"]
+        assert re.search(r"deepfool_margin: not measurable \(\d+ samples counted\)|diverged", reason), reason
     report = (folder / "multirun" / f"quick_{study}" / "report" / "report.md").read_text()
     question = trial_config(f"+experiment={study}")[0].report.question
     assert f"## {question}" in report

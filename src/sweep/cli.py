@@ -30,6 +30,16 @@ from sweep.errors import SweepError
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")  # ships inside the package: any install finds it
 
 
+def check_measurable(metrics: dict[str, float], objective: list[str]) -> None:
+    """A sweep cannot optimise a margin that could not be measured (NaN): the trial is recorded as failed, saying
+    which objective and on how many samples the measure rested."""
+    for name in objective:
+        if metrics[name] != metrics[name]:
+            counted = name.removesuffix("_margin") + "_counted"
+            rest = f" ({metrics[counted]:.0f} samples counted)" if counted in metrics else ""
+            raise SweepError(f"{name}: not measurable{rest}; the trial has no value to optimise")
+
+
 def objective_values(metrics: dict[str, float], objective: list[str]) -> float | tuple[float, ...]:
     """The value(s) a sweeper optimises: a float for one objective, a tuple for several."""
     values = tuple(float(metrics[name]) for name in objective)
@@ -99,7 +109,9 @@ def task(cfg: DictConfig) -> float | tuple[float, ...]:
         if link is None and trial_cfg.mlflow.enabled:  # a sweep checked the store once for all its trials
             check_store(tracking_uri(trial_cfg.mlflow.tracking_uri))
         metrics = run_trial(trial_cfg, resolved, output_dir, _run_name(link, trial_cfg.mlflow.run_name), link)
-        if link is None and HydraConfig.get().mode != RunMode.MULTIRUN:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            check_measurable(metrics, trial_cfg.objective)
+        else:
             print(summary_line(metrics, trial_cfg.objective, output_dir / "metrics.json"))
     except SweepError as error:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
