@@ -142,10 +142,12 @@ def fit(
             optimizer.step()
             steps += 1
             with torch.no_grad():
-                sums = torch.stack([loss.detach() * y.shape[0], (logits.argmax(1) == y).sum()])
-                totals += sums
-                window += sums
-                window_seen += y.shape[0]
+                totals[0] += loss.detach() * y.shape[0]
+                totals[1] += (logits.argmax(1) == y).sum()
+                if cfg.eval_every:  # the same sums since the last evaluation, only when there is one to come
+                    window[0] += loss.detach() * y.shape[0]
+                    window[1] += (logits.argmax(1) == y).sum()
+                    window_seen += y.shape[0]
             if cfg.eval_every and steps % cfg.eval_every == 0:
                 eval_start = time.perf_counter()
                 _check_finite(window[0].item(), epoch)
