@@ -213,8 +213,10 @@ def test_ctrl_c_of_a_single_run_is_one_line(tmp_path: Path) -> None:
     from tests.conftest import SWEEP
 
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"}
+    # As from a terminal: a test run in the background of a shell inherits SIGINT ignored, and so would the child.
     process = subprocess.Popen([SWEEP, "train.epochs=100000", "deepfool.enabled=false"], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while time.time() < deadline and not list(tmp_path.glob("outputs/*/*/.hydra")):
         time.sleep(0.2)

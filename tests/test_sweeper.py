@@ -149,7 +149,9 @@ def test_multi_objective_reports_pareto_front(tmp_path: Path) -> None:
     results = yaml.safe_load((tmp_path / "multirun" / "s" / "optimization_results.yaml").read_text())
     front = {t["number"] for t in results["pareto_front"]}
     assert front == {t.number for t in study.best_trials} and front
-    assert "Pareto front: trials" in result.stdout
+    assert f"Pareto front of {len(front)} trials: trial {min(front)} (val_acc " in result.stdout
+    marked = {int(line.split("|")[2]) for line in result.stdout.splitlines() if line.startswith("| * ")}
+    assert marked == front
 
 
 @pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]])
@@ -178,7 +180,8 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> No
     assert by_point[(0.05, 0.0)].state == TrialState.COMPLETE
     assert by_point[(1e12, 0.0)].state == TrialState.FAIL
     assert "diverged" in by_point[(1e12, 0.0)].user_attrs["fail_reason"]
-    assert "model.dropout: must be in [0, 1)" in by_point[(0.05, 1.5)].user_attrs["fail_reason"]
+    assert "model.dropout: got 1.5, allowed: drop probabilities in [0, 1)" in by_point[(0.05, 1.5)].user_attrs[
+        "fail_reason"]
 
 
 @pytest.mark.parametrize(

@@ -186,17 +186,19 @@ def _spearman_with_interval(x: Any, y: Any, resamples: int = 999) -> tuple[float
 
     By hand rather than ``scipy.stats.bootstrap``: a grid has few distinct values per axis, so some resamples hold
     one value only, where rho is undefined; those resamples are skipped here instead of making the interval NaN.
+    All resamples are ranked at once (rho is the correlation of the ranks), which keeps a report's correlations to
+    milliseconds.
     """
     import numpy as np
     from scipy import stats
 
-    rng = np.random.default_rng(0)
-    rhos = []
-    for _ in range(resamples):
-        pick = rng.integers(0, len(x), len(x))
-        if len(set(x[pick])) > 1 and len(set(y[pick])) > 1:
-            rhos.append(stats.spearmanr(x[pick], y[pick]).statistic)
-    low, high = np.percentile(rhos, [2.5, 97.5]) if rhos else (math.nan, math.nan)
+    picks = np.random.default_rng(0).integers(0, len(x), (resamples, len(x)))
+    ranks = [stats.rankdata(values[picks], axis=1) for values in (x, y)]
+    rx, ry = (r - r.mean(axis=1, keepdims=True) for r in ranks)
+    scale = np.sqrt((rx**2).sum(axis=1) * (ry**2).sum(axis=1))
+    defined = scale > 0
+    rhos = (rx * ry).sum(axis=1)[defined] / scale[defined]
+    low, high = np.percentile(rhos, [2.5, 97.5]) if rhos.size else (math.nan, math.nan)
     return float(stats.spearmanr(x, y).statistic), float(low), float(high)
 
 
