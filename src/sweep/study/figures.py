@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 Getter = Callable[["FrozenTrial"], float | None]  # a trial's value of one metric, if it has one
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (no display needed), shared by every figure of a report."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -89,7 +90,7 @@ def heatmap(cells: Cells, x: str, y: str, title: str, path: Path) -> Path:
     margin over too few samples) is hatched and marked "n/m", not coloured like a value."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     xs = sorted({k[0] for k in cells}, key=_sort_key)
     ys = sorted({k[1] for k in cells}, key=_sort_key)
     grid = np.full((len(ys), len(xs)), np.nan)
@@ -180,7 +181,7 @@ def parallel(study: Study, index: int, path: Path) -> tuple[Path, Any]:
     import plotly.graph_objects as go
     from optuna.trial import TrialState
 
-    plt = _pyplot()
+    plt = pyplot()
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
     maximise = study.directions[index].name == "MAXIMIZE"
     trials.sort(key=lambda t: t.values[index] if maximise else -t.values[index])  # worst first, best on top
@@ -230,7 +231,7 @@ def by_param(study: Study, index: int, path: Path) -> tuple[Path, Any]:
     from optuna.trial import TrialState
     from plotly.subplots import make_subplots
 
-    plt = _pyplot()
+    plt = pyplot()
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
     distributions = {k: d for t in trials for k, d in t.distributions.items()}
     names = sorted(distributions)
@@ -269,7 +270,7 @@ def pareto(study: Study, path: Path) -> tuple[Path, Any]:
     import optuna.visualization as pv
     import optuna.visualization.matplotlib as pm
 
-    plt = _pyplot()
+    plt = pyplot()
     names = _names(study)
     pm.plot_pareto_front(study, target_names=names)
     plt.gcf().set_size_inches(7, 5.5)
@@ -295,7 +296,7 @@ def curves(study: Study, path: Path) -> tuple[Path, Any] | None:
     rows0 = trials[0].user_attrs[HISTORY_ATTR]["epochs"]
     metric = "val_acc" if "val_acc" in rows0[0] else "test_acc"
     best = {t.number for t in best_trials(study)}
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
     figure = go.Figure()
     for t in sorted(trials, key=lambda t: t.number in best):  # the best drawn last, on top
@@ -329,7 +330,7 @@ def _optuna_plot(kind: str, study: Study, index: int, path: Path) -> tuple[Path,
     import optuna.visualization as pv
     import optuna.visualization.matplotlib as pm
 
-    plt = _pyplot()
+    plt = pyplot()
     name = _names(study)[index]
     several = len(study.directions) > 1
     maximised = study.directions[index].name == "MAXIMIZE"
@@ -388,7 +389,7 @@ def study_plots(study: Study, out_dir: Path, heatmaps: bool = True) -> Drawn:
             try:
                 made = make()
             except (ValueError, RuntimeError, ZeroDivisionError) as error:  # e.g. importances of constant values
-                _pyplot().close("all")
+                pyplot().close("all")
                 drawn.notes.append(f"{title}: not drawn ({error}).")
                 continue
             if made is not None:

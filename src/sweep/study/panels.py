@@ -202,16 +202,22 @@ def _spearman_with_interval(x: Any, y: Any, resamples: int = 999) -> tuple[float
     return float(stats.spearmanr(x, y).statistic), float(low), float(high)
 
 
-def _curves(trials: list[Trial], spec: CurvesConfig, out: Path, panels: Panels) -> None:
-    """Learning curves of the best trial of each label, one figure per x axis."""
-    from sweep.study.figures import _pyplot
-
+def _best_per(trials: list[Trial], keys: list[str]) -> dict[str, Trial]:
+    """The best trial (by the first objective) for each setting of ``keys``."""
     best: dict[str, Trial] = {}
     for t in trials:
-        label = t.label(spec.by)
+        label = t.label(keys)
         if label not in best or t.score > best[label].score:
             best[label] = t
-    plt = _pyplot()
+    return best
+
+
+def _curves(trials: list[Trial], spec: CurvesConfig, out: Path, panels: Panels) -> None:
+    """Learning curves of the best trial of each label, one figure per x axis."""
+    from sweep.study.figures import pyplot
+
+    best = _best_per(trials, spec.by)
+    plt = pyplot()
     for x in spec.x:
         source = "epochs" if x == "epoch" else "evaluations"
         drawn = {label: [r for r in t.history.get(source, []) if spec.metric in r and x in r]
@@ -239,7 +245,7 @@ def _curves(trials: list[Trial], spec: CurvesConfig, out: Path, panels: Panels) 
 
 def _lines(trials: list[Trial], spec: LinesConfig, out: Path, panels: Panels) -> None:
     """Mean metric against a numeric key, one line per label: e.g. accuracy against depth, per width."""
-    from sweep.study.figures import _pyplot
+    from sweep.study.figures import pyplot
 
     series: dict[str, dict[float, list[float]]] = {}
     for t in trials:
@@ -255,7 +261,7 @@ def _lines(trials: list[Trial], spec: LinesConfig, out: Path, panels: Panels) ->
             for label, points in sorted(series.items())]
     panels.markdown += [f"**{spec.metric} against {spec.x}**, per {', '.join(spec.by)}", ""]
     panels.markdown += _table([" ".join(spec.by) + f" \\ {spec.x}", *(f"{x:g}" for x in xs)], rows)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
     for label, points in sorted(series.items()):
         keys = sorted(points)
@@ -292,11 +298,7 @@ def _gaps(trials: list[Trial], keys: list[str], panels: Panels) -> None:
 
 def _best_by(trials: list[Trial], keys: list[str], panels: Panels) -> None:
     """The best trial (by the first objective) for each combination of ``keys``, with its accuracies."""
-    best: dict[str, Trial] = {}
-    for t in trials:
-        label = t.label(keys)
-        if label not in best or t.score > best[label].score:
-            best[label] = t
+    best = _best_per(trials, keys)
     rows = [[label, str(t.number), _fmt(t.metrics.get("val_acc", math.nan)), _fmt(t.metrics.get("test_acc", math.nan))]
             for label, t in sorted(best.items())]
     panels.markdown += [f"**Best trial per {', '.join(keys)}**", ""]
