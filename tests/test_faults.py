@@ -217,12 +217,15 @@ def test_ctrl_c_of_a_single_run_is_one_line(tmp_path: Path) -> None:
     process = subprocess.Popen([SWEEP, "train.epochs=100000", "deepfool.enabled=false"], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 60
-    while time.time() < deadline and not list(tmp_path.glob("outputs/*/*/.hydra")):
-        time.sleep(0.2)
-    time.sleep(3)  # into training
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not list(tmp_path.glob("outputs/*/*/.hydra")):
+            time.sleep(0.2)
+        time.sleep(3)  # into training
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()  # never leave a 100,000-epoch run behind, whatever happened above
     assert process.returncode == 130
     assert stderr.strip().splitlines()[-1].startswith("interrupted") and "Traceback" not in stderr
 
