@@ -66,7 +66,7 @@ def digits_28(device: torch.device, copies: int = 1, side: int = 28) -> Dataset:
     def up(split: Split, repeat: int = 1) -> Split:
         x = F.interpolate(split.x.float(), size=(side, side), mode="bilinear", align_corners=False)
         x = x.round().clamp(0, 16).to(torch.uint8).repeat(repeat, 1, 1, 1)
-        return Split(x.to(device), split.y.repeat(repeat).to(device), split.scale)
+        return Split(x.to(device), split.y.repeat(repeat).to(device), split.scale, split.rows.repeat(repeat))
 
     return Dataset(up(small.train, copies), up(small.val), up(small.test), 10, small.mean.to(device),
                    small.std.to(device))
