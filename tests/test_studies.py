@@ -174,3 +174,21 @@ def test_optimizer_curves_are_recorded_every_n_steps_and_runs_named_by_template(
     names = {r.info.run_name for r in client.search_runs([experiment.experiment_id])
              if "mlflow.parentRunId" in r.data.tags}
     assert names == {f"L{n}_K{k}" for n in (1, 2, 4) for k in (8, 16)}
+
+
+@pytest.mark.slow
+def test_the_readmes_example_study_runs_from_its_own_folder(tmp_path: Path) -> None:
+    """"Add a study with one YAML file": the README's example, as written there, in a folder of the user's own."""
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("**Add a study**")[1].split("```yaml\n")[1].split("```")[0]
+    (tmp_path / "my_studies" / "experiment").mkdir(parents=True)
+    (tmp_path / "my_studies" / "experiment" / "mine.yaml").write_text(example)
+    result = run_cli("--config-dir", "my_studies", "-m", "+experiment=mine", "train.epochs=2", "deepfool.samples=50",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = (tmp_path / "multirun" / "dropout_vs_width" / "report" / "report.md").read_text()
+    assert "## Does the best dropout depend on the width?" in report
+    assert "| model.hidden_dims \\ model.dropout | 0.0 | 0.2 | 0.5 |" in report
+    assert "**Training vs test accuracy per model.dropout**" in report
