@@ -218,10 +218,10 @@ def test_ctrl_c_of_a_single_run_is_one_line(tmp_path: Path) -> None:
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline and not list(tmp_path.glob("outputs/*/*/.hydra")):
+        deadline = time.time() + 120  # until the job's log shows training (imports and the store take seconds)
+        while time.time() < deadline and not any("epoch 2/100000" in log.read_text()
+                                                 for log in tmp_path.glob("outputs/*/*/*.log")):
             time.sleep(0.2)
-        time.sleep(3)  # into training
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
     finally:
