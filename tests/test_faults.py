@@ -213,17 +213,28 @@ def test_ctrl_c_of_a_single_run_is_one_line(tmp_path: Path) -> None:
     from tests.conftest import SWEEP
 
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"}
-    # As from a terminal: a test run in the background of a shell inherits SIGINT ignored, and so would the child.
+
+    def as_from_a_terminal() -> None:
+        """SIGINT delivered and handled as in a terminal, whatever the test runner inherited: a runner in the
+        background of a shell has it ignored, and a library may have left it blocked."""
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
     process = subprocess.Popen([SWEEP, "train.epochs=100000", "deepfool.enabled=false"], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                               preexec_fn=as_from_a_terminal)
     try:
         deadline = time.time() + 120  # until the job's log shows training (imports and the store take seconds)
         while time.time() < deadline and not any("epoch 2/100000" in log.read_text()
                                                  for log in tmp_path.glob("outputs/*/*/*.log")):
             time.sleep(0.2)
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
+        try:
+            _, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            masks = [line for line in status.splitlines() if line.startswith(("SigBlk", "SigIgn", "SigCgt"))]
+            pytest.fail(f"SIGINT did not stop the run; its signal masks: {masks}")
     finally:
         process.kill()  # never leave a 100,000-epoch run behind, whatever happened above
     assert process.returncode == 130
