@@ -131,7 +131,7 @@ def fit(
         epoch_start = time.perf_counter()
         model.train()
         totals = torch.zeros(2, device=device)  # summed loss, correct count: this epoch
-        window, window_seen = torch.zeros(2, device=device), 0  # the same since the last evaluation
+        last_totals, last_seen = torch.zeros(2, device=device), 0  # totals and examples at the last evaluation
         order = torch.randperm(n, generator=generator, device=device)
         for step, start in enumerate(range(0, n, cfg.batch_size), 1):
             x, y = train_split.batch(order[start : start + cfg.batch_size])
@@ -144,17 +144,14 @@ def fit(
             with torch.no_grad():
                 totals[0] += loss.detach() * y.shape[0]
                 totals[1] += (logits.argmax(1) == y).sum()
-                if cfg.eval_every:  # the same sums since the last evaluation, only when there is one to come
-                    window[0] += loss.detach() * y.shape[0]
-                    window[1] += (logits.argmax(1) == y).sum()
-                    window_seen += y.shape[0]
-            if cfg.eval_every and steps % cfg.eval_every == 0:
+            if cfg.eval_every and steps % cfg.eval_every == 0:  # train metrics over the steps since the last one
                 eval_start = time.perf_counter()
-                _check_finite(window[0].item(), epoch)
-                row = {"step": steps, "epoch": epoch - 1 + min(n, step * cfg.batch_size) / n,
-                       "seconds": train_seconds(), **_metrics(model, data, window, window_seen, cfg.eval_batch_size)}
+                seen = min(n, step * cfg.batch_size)
+                window = _metrics(model, data, totals - last_totals, seen - last_seen, cfg.eval_batch_size)
+                _check_finite(window["train_loss"], epoch)
+                row = {"step": steps, "epoch": epoch - 1 + seen / n, "seconds": train_seconds(), **window}
                 evaluations.append(row)
-                window, window_seen = torch.zeros(2, device=device), 0
+                last_totals, last_seen = totals.clone(), seen
                 eval_seconds += time.perf_counter() - eval_start
                 for callback in on_eval:
                     callback(row)

@@ -79,15 +79,10 @@ def margins(model: nn.Module, data: Dataset, cfg: DeepFoolConfig) -> dict[str, f
     counted = success & correct if cfg.count == "correct" else success
     wrong = success & ~correct
     nan = norm.new_tensor(float("nan"))
-    enough = counted.sum() >= max(1, math.ceil(cfg.min_share * n))  # stays on the device: no sync yet
-
-    def mean_if_enough(values: torch.Tensor) -> torch.Tensor:
-        return torch.where(enough, values[counted].mean(), nan)
-
     stats = {
-        "margin": mean_if_enough(norm),
-        "median": torch.where(enough, norm[counted].median(), nan) if counted.any() else nan,
-        "rho": mean_if_enough(rho),
+        "margin": norm[counted].mean(),
+        "median": norm[counted].median() if counted.any() else nan,
+        "rho": rho[counted].mean(),
         "success_rate": success.float().mean(),
         "counted": counted.sum().float(),
         "iterations": result.iterations.float().mean(),
@@ -96,7 +91,8 @@ def margins(model: nn.Module, data: Dataset, cfg: DeepFoolConfig) -> dict[str, f
     }
     values = dict(zip(stats, torch.stack(list(stats.values())).tolist(), strict=True))  # one device sync
     values["seconds"] = time.perf_counter() - started
-    if not values["counted"] >= max(1, math.ceil(cfg.min_share * n)):
+    if values["counted"] < max(1, math.ceil(cfg.min_share * n)):  # too few samples: no margin, only the count
+        values.update(margin=math.nan, median=math.nan, rho=math.nan)
         log.warning("%s_margin not measurable: %d of %d samples counted (%s.min_share=%s, count=%s)", cfg.section,
                     values["counted"], n, cfg.section, cfg.min_share, cfg.count)
     return {f"{cfg.section}_{name}": values[name] for name in STATISTICS}
