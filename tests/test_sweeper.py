@@ -226,7 +226,13 @@ def test_mlflow_parent_run_nests_trials_and_gets_the_best(tmp_path: Path) -> Non
     assert {r.info.run_name for r in children} == {"trial_0", "trial_1"}
     study = _study(tmp_path, "nested")
     assert parent.info.status == "FINISHED"
-    assert parent.data.metrics["best_val_acc"] == pytest.approx(study.best_value)
+    assert parent.data.metrics["best_val_acc"] == pytest.approx(study.best_value, rel=1e-5)
+    # the sweep's row in the MLflow view carries its best trial's final metrics; the trials' rows group with it
+    best_run = next(r for r in children if r.data.tags["optuna.trial_number"] == str(study.best_trial.number))
+    assert parent.data.metrics["final_val_acc"] == best_run.data.metrics["final_val_acc"]
+    for name in ("final_test_acc", "final_deepfool_margin", "final_deepfool_success_rate"):
+        assert parent.data.metrics.get(name) == best_run.data.metrics.get(name), name
+    assert {r.data.tags["sweep.study"] for r in [parent, *children]} == {"nested"}
     assert parent.data.tags["best.optimizer.lr"] == str(study.best_params["optimizer.lr"])
     assert {"optimization_results.yaml", "trials.md"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
 

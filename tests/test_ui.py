@@ -25,6 +25,8 @@ from tests.conftest import ROOT, free_port, fresh_storage, run_cli
 pytestmark = pytest.mark.slow
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
+RUN_NAME, STATE = "attributes.`Run Name`", "tags.`optuna.state`"  # MLflow's column ids
+LR, VAL_ACC = "params.`optimizer.lr`", "metrics.`final_val_acc`"
 
 
 @dataclass
@@ -63,10 +65,13 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 
 def test_sweep_appears_in_the_mlflow_ui(tmp_path: Path, server: Server) -> None:
+    """The link the sweep prints opens its runs table: the trials under the sweep's row without a click, sorted by
+    the objective, with the swept values, objective and margin columns readable; and its charts page opens on the
+    objectives and the margin against each swept parameter."""
     from mlflow import MlflowClient
     from playwright.sync_api import sync_playwright
 
-    result = run_cli("-m", "hydra/sweeper=optuna", "hydra.sweeper.sampler=grid", "optimizer.lr=choice(0.02,0.1)",
+    result = run_cli("-m", "hydra/sweeper=optuna", "hydra.sweeper.sampler=grid", "optimizer.lr=choice(0.02,0.1,0.5)",
                      "train.epochs=2", "deepfool.samples=50", "name=browse", cwd=tmp_path,
                      env={"MLFLOW_TRACKING_URI": server.url})
     assert result.returncode == 0, result.stderr
@@ -83,24 +88,53 @@ def test_sweep_appears_in_the_mlflow_ui(tmp_path: Path, server: Server) -> None:
         )
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.goto(url, wait_until="domcontentloaded")
-        parent = page.locator("[role=grid] .ag-cell-value", has_text="browse").first
-        parent.wait_for(timeout=60000)  # the runs table, not MLflow 3's GenAI overview
-        parent.locator("button").first.click()  # expand the sweep's run: its trials nest under it
-        page.get_by_text("trial_1").first.wait_for(timeout=30000)
+        page.get_by_text("trial_2").first.wait_for(timeout=60000)  # no click: the sweep's group opens expanded
         page.screenshot(path=str(ARTIFACTS / "mlflow-ui-sweep.png"), full_page=True)
         headers = page.inner_text("[role=grid] .ag-header")
-        body = page.inner_text("body")
+        rows = _grid_rows(page, [STATE, LR, VAL_ACC])
+        page.locator("label:has(input[value=CHART])").click()  # the charts page of the same view
+        page.get_by_text("Objectives vs swept parameters").first.wait_for(timeout=30000)
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .scatterlayer .point').length >= 9",
+                               timeout=30000)
+        page.screenshot(path=str(ARTIFACTS / "mlflow-ui-charts.png"), full_page=True)
+        axes = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].map(
+            p => [...p.querySelectorAll('.xtitle, .ytitle')].map(t => t.textContent))""")
         report = _open_offline(browser, tmp_path / "multirun" / "browse" / "report" / "report.html")
         browser.close()
-    assert "trial_0" in body and "trial_1" in body
-    for column in ("optimizer.lr", "final_val_acc", "best_val_acc", "final_test_acc", "final_deepfool_margin"):
+
+    for column in ("optimizer.lr", "final_val_acc", "final_test_acc", "final_deepfool_margin",
+                   "final_deepfool_success_rate", "Description"):
         assert column in headers, column
+    study = optuna.load_study(study_name="browse", storage=fresh_storage(
+        str(tmp_path / "multirun" / "browse" / "optuna.journal")))
+    trials = {f"trial_{t.number}": t for t in study.trials}
+    shown = [row for row in rows if row[RUN_NAME] in trials]
+    assert [row[RUN_NAME] for row in shown] == [f"trial_{t.number}" for t in
+                                                sorted(study.trials, key=lambda t: -t.value)]  # best first
+    for row in shown:  # values as the study has them, in at most 6 significant digits
+        trial = trials[row[RUN_NAME]]
+        assert float(row[VAL_ACC]) == pytest.approx(trial.value, abs=5e-6) and len(row[VAL_ACC]) <= 8
+        assert float(row[LR]) == trial.params["optimizer.lr"] and row[STATE] == trial.state.name == "COMPLETE"
+    assert "browse" in [row[RUN_NAME] for row in rows]  # the sweep's own row sits in the group
+    assert {("final_val_acc", "optimizer.lr"), ("final_deepfool_margin", "optimizer.lr")} <= {
+        tuple(sorted(titles)) for titles in axes}
     (parent,) = MlflowClient(server.url).search_runs([experiment.experiment_id], "tags.`sweep.role` = 'sweep'")
     description = parent.data.tags["mlflow.note.content"]
-    best = optuna.load_study(study_name="browse", storage=fresh_storage(
-        str(tmp_path / "multirun" / "browse" / "optuna.journal"))).best_trial
+    best = study.best_trial
     assert description.startswith(f"Best: trial {best.number} (val_acc {best.value:.4f}; optimizer.lr=")
     assert report["requests"] == [] and report["figures"] == report["plots"] >= 4 and report["broken_images"] == 0
+
+
+def _grid_rows(page, columns: list[str]) -> list[dict[str, str]]:
+    """The runs table's rows in their on-screen order: the run's name and the text in each of ``columns`` (MLflow's
+    column ids, as ``params.`optimizer.lr```)."""
+    return page.evaluate("""([columns, name]) => {
+        const cell = (index, id) => document.querySelector(`[row-index="${index}"] [col-id="${CSS.escape(id)}"]`);
+        const indexes = [...new Set([...document.querySelectorAll('[role=row][row-index]')]
+                                    .map(row => Number(row.getAttribute('row-index'))))].sort((a, b) => a - b);
+        const text = (i, id) => cell(i, id)?.innerText.trim().split('\\n').pop();  // a name follows its colour
+        return indexes.map(i => Object.fromEntries([name, ...columns].map(id => [id, text(i, id)])));
+    }""", [columns, RUN_NAME])
 
 
 def _open_offline(browser, page_path: Path) -> dict:

@@ -25,7 +25,9 @@ What each side writes, and the other reads:
 - the sweeper records the job's composed config as the user attribute ``config``, a failure's reason as
   ``fail_reason``, the worker that ran the trial as ``worker``, and a ``heartbeat`` it refreshes while the trial
   runs (a RUNNING trial whose heartbeat stopped is taken for orphaned, on any host); the study holds the pruner's
-  settings as the study user attribute ``pruner``.
+  settings as the study user attribute ``pruner``;
+- a task that tracks its trial in MLflow nests the run under ``SWEEP_MLFLOW_PARENT_RUN`` and tags it ``STUDY_TAG``
+  with the study's name, as the sweep's run is tagged (the sweep's MLflow view groups the runs by it).
 
 An app may opt into more by tagging its task function with :func:`describes_study`: the sweeper then calls that
 function once with the composed config (without ``hydra``) before any study is opened, and uses the
@@ -58,6 +60,7 @@ WORKER_ATTR = "worker"  # trial user attribute: the sweep process that ran it, "
 HEARTBEAT_ATTR = "heartbeat"  # trial user attribute: {"at": unix time, "every": seconds}, refreshed while it runs
 PRUNER_ATTR = "pruner"  # study user attribute: {"name": ..., "options": {...}} (sweeper)
 
+STUDY_TAG = "sweep.study"  # MLflow tag of the sweep's run and its trials' runs: the study's name
 STUDY_HOOK = "__sweep_study__"  # attribute of a task function: its describe(config) -> StudySpec
 
 

@@ -19,7 +19,7 @@ import torch
 
 from sweep import reporting
 from sweep.config import TrialConfig
-from sweep.contract import TrialLink
+from sweep.contract import STUDY_TAG, TrialLink
 from sweep.data import load_dataset
 from sweep.errors import TrialDiverged
 from sweep.init import init_weights
@@ -145,6 +145,7 @@ def _tags(cfg: TrialConfig, device: torch.device, link: TrialLink | None) -> dic
     }
     if link is not None:
         tags["optuna.trial_number"] = str(link.trial_number)
+        tags[STUDY_TAG] = link.study_name
     commit = git_commit()
     if commit:
         tags["mlflow.source.git.commit"] = commit

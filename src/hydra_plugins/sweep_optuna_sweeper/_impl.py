@@ -47,7 +47,7 @@ from sweep.study.registry import MULTI_OBJECTIVE, build_pruner, build_sampler
 from sweep.study.results import best_trials, format_table, result_sentence, summarize, ties, write_yaml
 from sweep.study.search_space import SearchSpace, override_text, parse_search_space
 from sweep.study.storage import is_journal, open_storage
-from sweep.study.sweep_run import SweepRun
+from sweep.study.sweep_run import RunsView, SweepRun
 from sweep.tracking import check_store
 
 from ._compose import ReusingConfigLoader, scrubbed
@@ -329,7 +329,7 @@ class OptunaSweeperImpl:
         parent = self._parent_run(plan)
         self._fail_orphans(study, plan, parent)
         todo = self._todo(study, plan)
-        self.view_url = parent.save_view(list(plan.space.params), self._view_metrics(plan)) if parent else None
+        self.view_url = parent.save_view(self._view(plan)) if parent else None
         if masked(plan.storage) != plan.storage:  # jobs inherit the real URL; env_set (saved to disk) gets it masked
             os.environ[ENV_STORAGE_URL] = plan.storage
         log.info("Study %r in %s: %d trial(s) to run, %s %s", plan.study_name, masked(plan.storage), todo,
@@ -452,13 +452,20 @@ class OptunaSweeperImpl:
         return run if run.run_id else None
 
     @staticmethod
-    def _view_metrics(plan: Plan) -> list[str]:
-        """The columns of the sweep's MLflow view: each objective (trials' final value, the sweep's best), then test
-        accuracy and each measure's headline where the objectives do not already show them."""
+    def _view(plan: Plan) -> RunsView:
+        """The sweep's MLflow view. Columns: each objective's final value (the sweep's own row: its best), then test
+        accuracy and each measure's headline and what it rests on. Charts: the objectives and the measures'
+        headlines against each swept parameter; the per-epoch objectives' and the losses' learning curves."""
+        from sweep.measures import MEASURES
+        from sweep.objectives import EPOCH_METRICS
         from sweep.study.results import shown_metrics
 
-        objectives = [f"{prefix}_{m}" for m in plan.metrics or [] for prefix in ("final", "best")]
-        return objectives + [f"final_{m}" for m in shown_metrics() if m not in (plan.metrics or [])]
+        metrics = plan.metrics or [f"objective_{i}" for i in range(len(plan.directions))]
+        columns = [f"final_{m}" for m in [*metrics, *(m for m in shown_metrics() if m not in metrics)]]
+        headlines = [m.headline for m in MEASURES.values() if m.headline not in metrics]
+        curves = [m for m in EPOCH_METRICS if m in metrics or m in ("train_loss", "val_loss")]
+        return RunsView(params=list(plan.space.params), columns=columns, ascending=plan.directions[0] == "minimize",
+                        charted=[f"final_{m}" for m in [*metrics, *headlines]], curves=curves)
 
     def _finish(self, study: Any, plan: Plan, parent: SweepRun | None) -> None:
         from sweep.study.report import write_report

@@ -7,12 +7,87 @@ learn its id through the contract's environment and create their own runs (``swe
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sweep.contract import STUDY_TAG
 from sweep.tracking import Run, experiment_id_of
 
 VIEW_KEY = "sweep"  # the MLflow UI's shared-view key under which a sweep's runs table is saved
+
+
+@dataclass(frozen=True)
+class RunsView:
+    """The sweep's landing page in the MLflow UI: its runs table and its charts.
+
+    MLflow nests child runs under their parent only while the table is in its default order (newest first), and a
+    shared view cannot open a parent expanded (``runsExpanded`` is one of the keys the UI drops from shared views).
+    So the view groups the runs by the study's name (a tag on the sweep's run and on each trial's run): groups open
+    expanded, with the trials sorted by the first objective and the sweep's run (which carries its best trial's
+    final metrics and the result as its description) beside the best trial. The charts' page opens on the
+    objectives and the margin against each swept parameter, then the learning curves; the charts MLflow makes for
+    every other metric are folded away.
+    """
+
+    params: list[str]  # the swept parameters: columns, and the charts' x axes
+    columns: list[str]  # metric columns, the sort key first
+    ascending: bool  # the first objective is minimised
+    charted: list[str]  # metrics charted against each swept parameter
+    curves: list[str]  # per-epoch metrics drawn as learning curves
+
+    def state(self) -> dict[str, Any]:
+        """The view in the form the MLflow UI saves it (its ``ExperimentPageUIState`` and search facets)."""
+        values = [f"params.`{p}`" for p in self.params] + [f"metrics.`{m}`" for m in self.columns]
+        state = "tags.`optuna.state`"  # COMPLETE, PRUNED or FAIL: MLflow draws a pruned and a failed run alike
+        first = ["0", "attributes.`Run Name`", state, *values, "attributes.`Description`"]  # "0": the checkboxes
+        return {
+            "searchFilter": "",
+            "lifecycleFilter": "Active",
+            "orderByKey": f"metrics.`{self.columns[0]}`",
+            "orderByAsc": self.ascending,
+            "selectedColumns": ["attributes.`Description`", state, *values],
+            "columnOrder": first,  # the swept values and the results beside the run's name, then the description
+            "columnWidths": {"attributes.`Run Name`": 170, state: 110, "attributes.`Description`": 520}
+                            | {column: 120 for column in values},
+            "groupBy": {"aggregateFunction": "min" if self.ascending else "max",
+                        "groupByKeys": [{"mode": "tag", "groupByData": STUDY_TAG}]},
+            "runsHiddenMode": "SHOW_ALL",  # charts show every trial, not MLflow's default first ten
+            "useGroupedValuesInCharts": False,  # ... each trial's own values, not the group's aggregate
+            "compareRunCharts": self._charts(),
+            "compareRunSections": [
+                _section("sweep-vs-params", "Objectives vs swept parameters"),
+                _section("sweep-curves", "Learning curves"),
+                _section("sweep-other", "Model metrics", shown=False),  # where MLflow adds every other metric
+            ],
+            "isAccordionReordered": True,
+        }
+
+    def _charts(self) -> list[dict[str, Any]]:
+        scatter = [
+            _chart("SCATTER", "sweep-vs-params", f"{metric} vs {param}", xaxis={"key": param, "type": "PARAM"},
+                   yaxis={"key": metric, "type": "METRIC"})
+            for metric in self.charted for param in self.params
+        ]
+        curves = [
+            _chart("LINE", "sweep-curves", metric, metricKey=metric, selectedMetricKeys=[metric], xAxisKey="step",
+                   scaleType="linear", xAxisScaleType="linear", lineSmoothness=0, useGlobalXaxisKey=True,
+                   useGlobalLineSmoothing=True, yAxisKey="metric", yAxisExpressions=[], selectedXAxisMetricKey="",
+                   ignoreOutliers=False, range={})
+            for metric in self.curves
+        ]
+        return [{**chart, "uuid": f"sweep-chart-{i}"} for i, chart in enumerate([*scatter, *curves])]
+
+
+def _chart(kind: str, section: str, name: str, **settings: Any) -> dict[str, Any]:
+    return {"type": kind, "metricSectionId": section, "displayName": name, "runsCountToCompare": 1000,
+            "deleted": False, "isGenerated": False, **settings}
+
+
+def _section(uuid: str, name: str, shown: bool = True) -> dict[str, Any]:
+    return {"uuid": uuid, "name": name, "display": shown, "isReordered": True, "deleted": False,
+            "isGenerated": False}
 
 
 class SweepRun(Run):
@@ -20,7 +95,7 @@ class SweepRun(Run):
 
     def open(self, study_name: str, params: dict[str, Any], tags: dict[str, str]) -> None:
         """Reopen the newest run of this study (a resumed sweep), or start one."""
-        identity = {"sweep.role": "sweep", "sweep.study": study_name}
+        identity = {"sweep.role": "sweep", STUDY_TAG: study_name}
 
         def find() -> str | None:
             found = self.client.get_experiment_by_name(self.experiment)
@@ -41,21 +116,17 @@ class SweepRun(Run):
         if self.run_id is None:
             self.start(study_name, params, {**tags, **identity})
 
-    def save_view(self, params: list[str], metrics: list[str]) -> str | None:
-        """Save a runs-table view showing ``params`` and ``metrics`` as columns; return its browser URL.
+    def save_view(self, view: RunsView) -> str | None:
+        """Save ``view`` as the experiment's runs-table view; return the browser URL that opens it.
 
-        The view keeps MLflow's default order (newest first), the one in which the UI nests each sweep's trial runs
-        under its parent run; sorting by a metric would flatten the tree. It uses the UI's own "share view"
-        mechanism (an experiment tag read through ``?viewStateShareKey=``), and asks for the model-training layout
-        rather than the GenAI overview MLflow 3 opens by default. (MLflow 3.17 applies the view's columns but not an
-        expanded parent: ``runsExpanded`` in the view is ignored, so the user opens the sweep's run with its ``+``.)
+        It uses the UI's own "share view" mechanism (an experiment tag read through ``?viewStateShareKey=``), and
+        asks for the model-training layout rather than the GenAI overview MLflow 3 opens by default.
         """
 
         def save() -> str:
             experiment_id = experiment_id_of(self.client, self.experiment)
-            columns = [f"params.`{p}`" for p in params] + [f"metrics.`{m}`" for m in metrics]
-            view = {"selectedColumns": columns, "searchFilter": "", "lifecycleFilter": "Active"}
-            self.client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}", json.dumps(view))
+            self.client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}",
+                                           json.dumps(view.state()))
             return f"#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}&workflowType=machine_learning"
 
         path = self.guard(save)
@@ -82,7 +153,8 @@ class SweepRun(Run):
 
     def log_summary(self, summary: dict[str, Any], table: str, report_dir: Path) -> None:
         """Best value(s) as metrics and best params as ``best.*`` tags, the result in one sentence as the run's
-        description; the report folder as artifacts."""
+        description; the report folder as artifacts. With one objective the run also carries its best trial's final
+        metrics under the trials' names, so the view's columns read the result off the sweep's own row."""
         from sweep.study.results import result_sentence
 
         metrics = {f"trials_{state.lower()}": n for state, n in summary["states"].items()}
@@ -90,6 +162,8 @@ class SweepRun(Run):
         best = summary.get("best") or []
         if len(best) == 1:
             metrics |= {f"best_{m}": v for m, v in zip(summary["metrics"], best[0]["values"], strict=True)}
+            final = {**dict(zip(summary["metrics"], best[0]["values"], strict=True)), **best[0]["metrics"]}
+            metrics |= {f"final_{k}": v for k, v in final.items() if isinstance(v, float | int) and math.isfinite(v)}
             tags |= {f"best.{k}": v for k, v in best[0]["params"].items()} | {"best.trial": best[0]["number"]}
         self.log(metrics, tags)
         self.log_text(table, "trials.md")
