@@ -10,7 +10,7 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from sweep.study.figures import _discrete_pair, parallel, study_plots
+from sweep.study.figures import _discrete_pair, heatmap, parallel, study_plots
 
 LR = FloatDistribution(1e-4, 1.0, log=True)
 DROPOUT = FloatDistribution(0.0, 0.6)
@@ -86,3 +86,19 @@ def test_figures_the_data_cannot_support_are_left_out_with_a_note(tmp_path: Path
     assert not (tmp_path / "importances_objective_0.png").exists()
     few = _continuous(["maximize"], n=4)
     assert any("4 complete trials" in n for n in study_plots(few, tmp_path / "few").notes)
+
+
+def test_a_margin_heatmap_writes_each_cells_success_rate_under_its_value(tmp_path: Path) -> None:
+    import math
+
+    import matplotlib
+
+    margins = {(0.01, 16): [0.5, 0.7], (0.1, 16): [math.nan], (0.01, 64): [0.25], (0.1, 64): [0.125]}
+    rates = {(0.01, 16): [1.0, 0.9], (0.1, 16): [0.03], (0.01, 64): [0.5], (0.1, 64): [0.75]}
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays text in the SVG
+        heatmap(margins, "lr", "bs", "deepfool_margin", tmp_path / "rates.svg", rates)
+        heatmap(margins, "lr", "bs", "deepfool_margin", tmp_path / "plain.svg")
+    cells = [line for line in (tmp_path / "rates.svg").read_text().splitlines() if "<text" in line]
+    for text in ("0.6", "(95%)", "n/m", "(3%)", "0.25", "(50%)", "0.125", "(75%)", "success rate"):
+        assert any(text in line for line in cells), text
+    assert "%)" not in (tmp_path / "plain.svg").read_text()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import pty
 import re
+import subprocess
 from pathlib import Path
 
 from sweep.study.results import format_table, ties
-from tests.conftest import run_cli
+from tests.conftest import SWEEP, run_cli
 
 
 def test_a_sweep_prints_one_line_per_trial_and_an_aligned_table(tmp_path: Path) -> None:
@@ -15,6 +18,7 @@ def test_a_sweep_prints_one_line_per_trial_and_an_aligned_table(tmp_path: Path) 
     output = result.stdout + result.stderr
     trials = re.findall(r"\] Trial (\d+): optimizer\.lr=\S+ train\.batch_size=\d+$", output, re.MULTILINE)
     assert trials == [str(n) for n in range(9)]
+    assert re.search(r"\] \[9/9\] best val_acc 0\.\d+ \(trial \d\), ETA 00:00:00$", output, re.MULTILINE)  # no TTY
     for chatter in ("env_set", "Launching", "Error executing job", "mlflow.store", "alembic", "[optuna]", "Warning",
                     "epoch 1/2"):
         assert chatter not in output, chatter
@@ -27,6 +31,39 @@ def test_a_sweep_prints_one_line_per_trial_and_an_aligned_table(tmp_path: Path) 
                      re.MULTILINE)
     journal = tmp_path / "multirun" / "quickstart" / "optuna.journal"
     assert re.search(rf"^Optuna dashboard: \S+ {re.escape(str(journal))}$", result.stdout, re.MULTILINE)
+
+
+def test_on_a_terminal_a_sweep_draws_a_progress_bar_and_keeps_its_lines_whole(tmp_path: Path) -> None:
+    """On a TTY the trials' count, best so far and ETA are a live bar; each log line still prints whole, above it."""
+    main, child = pty.openpty()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "COLUMNS": "160", "TERM": "xterm"}
+    process = subprocess.Popen(
+        [SWEEP, "-m", "hydra/sweeper=optuna", "hydra.sweeper.sampler=grid", "optimizer.lr=choice(0.02,0.1,0.5)",
+         "train.epochs=2", "deepfool.enabled=false", "name=tty"],
+        cwd=tmp_path, env=env, stdin=child, stdout=child, stderr=child, close_fds=True,
+    )
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    assert process.wait(timeout=300) == 0
+    raw = b"".join(chunks).decode(errors="replace")
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw).replace("\r", "\n")  # colours and cursor moves out
+    assert re.search(r"trials .*[━╸].* 1/3 ETA", text), text[-3000:]  # the bar, drawn after the first trial
+    assert re.search(r"3/3 .*best val_acc 0\.\d+ \(trial \d\)", text)
+    lines = text.splitlines()
+    for number, lr in enumerate(("0.02", "0.1", "0.5")):  # each log line whole, on a line of its own
+        assert any(re.fullmatch(rf"\[[^]]+\]\[HYDRA\] Trial {number}: optimizer\.lr={lr}", line.strip())
+                   for line in lines), number
+    assert not re.search(r"\[\d/3\] ", text)  # no plain progress lines on a terminal
+    assert re.search(r"^Best: trial \d", text, re.MULTILINE)
 
 
 def test_a_single_run_ends_with_its_summary_line(tmp_path: Path) -> None:

@@ -51,6 +51,7 @@ from sweep.study.sweep_run import RunsView, SweepRun
 from sweep.tracking import check_store
 
 from ._compose import ReusingConfigLoader, scrubbed
+from ._progress import SweepProgress
 
 log = logging.getLogger(__name__)
 DEFAULT_N_TRIALS = 20
@@ -336,28 +337,29 @@ class OptunaSweeperImpl:
                  "/".join(plan.directions), "/".join(plan.metrics or ["the task's return value"]))
         outcome = Outcome()
         batches: list[Any] = []
-        started, running = time.perf_counter(), []
+        running: list[Any] = []
         worker = f"{socket.gethostname()}:{os.getpid()}"
         storage = open_storage(plan.storage, "hydra.sweeper.storage")
         heartbeat = Heartbeat(storage, plan.study_name, self.heartbeat_interval)
         if not self.config.hydra.verbose:
             _quiet_launchers()
         try:
-            while outcome.told < todo:
-                running = [study.ask() for _ in range(min(self.n_jobs, todo - outcome.told))]
-                heartbeat.watch(running)
-                overrides = [self._job_overrides(trial, plan, parent, worker) for trial in running]
-                for trial in running:  # the trial and what was swept for it: the rest is in its folder and run
-                    log.info("Trial %d: %s", trial.number, " ".join(f"{k}={override_text(v)}"
-                                                                    for k, v in trial.params.items()))
-                returns = self.launcher.launch(overrides, initial_job_idx=running[0].number)
-                for trial, ret in zip(running, returns, strict=True):
-                    outcome.add(self._tell(study, trial, ret, len(plan.directions)))
-                running = []
-                batches.append(returns)
-                self._progress(study, plan, outcome.told, todo, started)
-                if outcome.failure_rate > self.max_failure_rate:
-                    break
+            with SweepProgress(todo) as progress:
+                while outcome.told < todo:
+                    running = [study.ask() for _ in range(min(self.n_jobs, todo - outcome.told))]
+                    heartbeat.watch(running)
+                    overrides = [self._job_overrides(trial, plan, parent, worker) for trial in running]
+                    for trial in running:  # the trial and what was swept for it: the rest is in its folder and run
+                        log.info("Trial %d: %s", trial.number, " ".join(f"{k}={override_text(v)}"
+                                                                        for k, v in trial.params.items()))
+                    returns = self.launcher.launch(overrides, initial_job_idx=running[0].number)
+                    for trial, ret in zip(running, returns, strict=True):
+                        outcome.add(self._tell(study, trial, ret, len(plan.directions)))
+                    running = []
+                    batches.append(returns)
+                    progress.update(outcome.told, self._best_text(study, plan))
+                    if outcome.failure_rate > self.max_failure_rate:
+                        break
         except BaseException:
             heartbeat.stop()
             for trial in running:
@@ -419,18 +421,15 @@ class OptunaSweeperImpl:
         study.tell(trial, values)
         return None
 
-    def _progress(self, study: Any, plan: Plan, told: int, todo: int, started: float) -> None:
-        elapsed = time.perf_counter() - started
-        eta = elapsed / told * (todo - told)
+    @staticmethod
+    def _best_text(study: Any, plan: Plan) -> str:
+        """The best so far, for the progress bar or line."""
         best = best_trials(study)
-        best_text = "no complete trial yet"
         names = plan.metrics or [f"objective_{i}" for i in range(len(plan.directions))]
         if len(best) == 1:
             values = ", ".join(f"{m} {v:.4g}" for m, v in zip(names, best[0].values, strict=True))
-            best_text = f"best {values} (trial {best[0].number})"
-        elif best:
-            best_text = f"Pareto front of {len(best)} trial(s)"
-        log.info("[%d/%d] %s, ETA %s", told, todo, best_text, time.strftime("%H:%M:%S", time.gmtime(eta)))
+            return f"best {values} (trial {best[0].number})"
+        return f"Pareto front of {len(best)} trial(s)" if best else "no complete trial yet"
 
     # --------------------------------------------------------------------------------------------- mlflow
     def _parent_run(self, plan: Plan) -> SweepRun | None:

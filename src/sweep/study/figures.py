@@ -85,9 +85,17 @@ def cells_of(study: Study, x: str, y: str, value: Getter) -> Cells:
     return cells
 
 
-def heatmap(cells: Cells, x: str, y: str, title: str, path: Path) -> Path:
+def beside_metric(metric: str) -> str | None:
+    """What a measure's headline rests on (the DeepFool success rate, beside its margin); None for other metrics."""
+    from sweep.measures import MEASURES
+
+    return next((m.beside[0] for m in MEASURES.values() if m.headline == metric and m.beside), None)
+
+
+def heatmap(cells: Cells, x: str, y: str, title: str, path: Path, rates: Cells | None = None) -> Path:
     """The mean of each (x, y) cell, with the numbers written in; a cell whose trials measured nothing (NaN: a
-    margin over too few samples) is hatched and marked "n/m", not coloured like a value."""
+    margin over too few samples) is hatched and marked "n/m", not coloured like a value. ``rates``, for a margin,
+    are its success rates, written in each cell under the value: how much of the sample the value rests on."""
     import numpy as np
 
     plt = pyplot()
@@ -106,23 +114,30 @@ def heatmap(cells: Cells, x: str, y: str, title: str, path: Path) -> Path:
     middle = float(np.mean([finite.min(), finite.max()])) if finite.size else 0.0
     for i in range(len(ys)):
         for j in range(len(xs)):
+            rate = _mean_rate(rates, xs[j], ys[i])
             if np.isfinite(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.3g}", ha="center", va="center", fontsize=8,
+                ax.text(j, i, f"{grid[i, j]:.3g}{rate}", ha="center", va="center", fontsize=8,
                         color="black" if grid[i, j] > middle else "white")
             elif measured[i, j]:
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", color="grey"))
-                ax.text(j, i, "n/m", ha="center", va="center", fontsize=8, color="black")
+                ax.text(j, i, f"n/m{rate}", ha="center", va="center", fontsize=8, color="black")
     ax.set_xticks(range(len(xs)), [str(v) for v in xs])
     ax.set_yticks(range(len(ys)), [str(v) for v in ys])
     ax.grid(False)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
-    ax.set_title(title)
+    ax.set_title(f"{title}\n(in brackets: success rate)" if rates else title)
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _mean_rate(rates: Cells | None, x: Any, y: Any) -> str:
+    """The cell's mean success rate as a second line of its text, or nothing."""
+    finite = [v for v in (rates or {}).get((x, y), []) if math.isfinite(v)]
+    return f"\n({sum(finite) / len(finite):.0%})" if finite else ""
 
 
 def _metric_getters(study: Study) -> dict[str, Getter]:
@@ -403,6 +418,8 @@ def study_plots(study: Study, out_dir: Path, heatmaps: bool = True) -> Drawn:
         for metric, getter in _metric_getters(study).items():
             if any(getter(t) is not None for t in complete):
                 cells = cells_of(study, pair[0], pair[1], getter)
+                rate = beside_metric(metric)
+                rates = cells_of(study, pair[0], pair[1], _recorded(rate)) if rate else None
                 title = f"{metric} (mean of complete trials)"
-                drawn.files.append(heatmap(cells, pair[0], pair[1], title, out_dir / f"heatmap_{metric}.png"))
+                drawn.files.append(heatmap(cells, pair[0], pair[1], title, out_dir / f"heatmap_{metric}.png", rates))
     return drawn

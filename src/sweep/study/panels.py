@@ -133,7 +133,7 @@ def _cell_key(value: Any) -> Any:
 
 def _pivot(trials: list[Trial], spec: PivotConfig, out: Path, panels: Panels) -> None:
     """Mean metric per (rows, columns) cell: a Markdown table and a heatmap per metric."""
-    from sweep.study.figures import heatmap
+    from sweep.study.figures import beside_metric, heatmap
 
     rows = _sorted_values(_cell_key(t.get(spec.rows)) for t in trials)
     cols = _sorted_values(_cell_key(t.get(spec.columns)) for t in trials)
@@ -142,15 +142,19 @@ def _pivot(trials: list[Trial], spec: PivotConfig, out: Path, panels: Panels) ->
             panels.markdown += [f"No trial recorded `{metric}`: no table of it.", ""]
             continue
         cells: dict[tuple[Any, Any], list[float]] = {}
+        rates: dict[tuple[Any, Any], list[float]] = {}  # a margin's success rates, written into its heatmap
+        rate = beside_metric(metric)
         for t in trials:
             at = (_cell_key(t.get(spec.columns)), _cell_key(t.get(spec.rows)))
             cells.setdefault(at, []).append(t.metrics.get(metric, math.nan))
+            rates.setdefault(at, []).append(t.metrics.get(rate, math.nan) if rate else math.nan)
         table = [[_text(r), *(_fmt(_mean(cells[(c, r)])) if (c, r) in cells else "-" for c in cols)] for r in rows]
         panels.markdown += [f"**{metric}** (mean per cell; n/m: not measurable; -: no complete trial)", ""]
         panels.markdown += _table([f"{spec.rows} \\ {spec.columns}", *map(_text, cols)], table)
         if len(rows) > 1 and len(cols) > 1:
             path = out / f"pivot_{metric}_{spec.rows}_{spec.columns}.png"
-            panels.figures.append(heatmap(cells, spec.columns, spec.rows, f"{metric} (mean per cell)", path))
+            panels.figures.append(heatmap(cells, spec.columns, spec.rows, f"{metric} (mean per cell)", path,
+                                          rates if rate else None))
             panels.markdown += [f"![{path.stem}]({path.name})", ""]
 
 
