@@ -6,7 +6,8 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from sweep.tracking import TrialRun, flatten
+from sweep.study.sweep_run import RunsView
+from sweep.tracking import TrialRun, flatten, shown
 
 
 def test_epoch_metrics_are_queued_and_all_arrive_by_the_end(tmp_path: Path) -> None:
@@ -45,3 +46,31 @@ def test_a_store_that_failed_is_not_tried_again_by_later_runs() -> None:
     second = TrialRun(True, "http://127.0.0.1:9", "e")
     second.start("r", {}, {})
     assert not second.enabled and time.perf_counter() - started < 0.1
+
+
+def test_metrics_reach_mlflow_with_six_significant_digits_and_an_accuracy_keeps_its_count(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/m.db"
+    run = TrialRun(True, uri, "e")
+    run.start("r", {}, {})
+    run.log({"acc": 141 / 144, "small": 1.23456789e-7, "big": 123456789.0})
+    run.end("FINISHED")
+    metrics = MlflowClient(uri).get_run(run.id).data.metrics
+    assert metrics == {"acc": 0.979167, "small": 1.23457e-7, "big": 123457000.0}
+    for n in (144, 9_999, 999_999):  # k/n at 6 significant digits still names its k
+        assert all(round(shown(k / n) * n) == k for k in range(0, n + 1, max(1, n // 997)))
+
+
+def test_the_sweep_view_sorts_and_aggregates_in_the_first_objectives_direction() -> None:
+    view = RunsView(params=["optimizer.lr", "train.batch_size"], columns=["final_val_loss", "final_test_acc"],
+                    ascending=True, charted=["final_val_loss", "final_deepfool_margin"], curves=["val_loss"])
+    state = view.state()
+    assert state["orderByKey"] == "metrics.`final_val_loss`" and state["orderByAsc"] is True
+    assert state["groupBy"] == {"aggregateFunction": "min",
+                                "groupByKeys": [{"mode": "tag", "groupByData": "sweep.study"}]}
+    assert state["columnOrder"][:5] == ["0", "attributes.`Run Name`", "tags.`optuna.state`",
+                                        "params.`optimizer.lr`", "params.`train.batch_size`"]
+    scatter = [(c["xaxis"]["key"], c["yaxis"]["key"]) for c in state["compareRunCharts"] if c["type"] == "SCATTER"]
+    assert sorted(scatter) == sorted((p, m) for p in view.params for m in view.charted)
+    assert len({c["uuid"] for c in state["compareRunCharts"]}) == len(state["compareRunCharts"]) == 5
+    sections = {s["uuid"] for s in state["compareRunSections"]}
+    assert {c["metricSectionId"] for c in state["compareRunCharts"]} <= sections
