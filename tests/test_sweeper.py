@@ -152,6 +152,18 @@ def test_multi_objective_reports_pareto_front(tmp_path: Path) -> None:
     assert f"Pareto front of {len(front)} trials: trial {min(front)} (val_acc " in result.stdout
     marked = {int(line.split("|")[2]) for line in result.stdout.splitlines() if line.startswith("| * ")}
     assert marked == front
+    report = tmp_path / "multirun" / "s" / "report"  # a config to rerun per member of the front
+    assert len(list(report.glob("pareto-*.yaml"))) == len(front)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("s").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "sweep"]
+    assert parent.data.tags["pareto.trials"] == ", ".join(str(n) for n in sorted(front))
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {f"pareto-{i + 1}.yaml" for i in
+                                                                           range(len(front))}
+    tagged = {int(r.data.tags["optuna.trial_number"]): r.data.tags.get("sweep.best") for r in runs if r != parent}
+    assert tagged == {n: "Pareto front" if n in front else None for n in range(4)}
 
 
 @pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]])
@@ -234,6 +246,8 @@ def test_mlflow_parent_run_nests_trials_and_gets_the_best(tmp_path: Path) -> Non
         assert parent.data.metrics.get(name) == best_run.data.metrics.get(name), name
     assert {r.data.tags["sweep.study"] for r in [parent, *children]} == {"nested"}
     assert parent.data.tags["best.optimizer.lr"] == str(study.best_params["optimizer.lr"])
+    assert [r.data.tags.get("sweep.best") for r in children] == [
+        "best" if r == best_run else None for r in children]
     assert {"optimization_results.yaml", "trials.md"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
 
 

@@ -25,7 +25,7 @@ from tests.conftest import ROOT, free_port, fresh_storage, run_cli
 pytestmark = pytest.mark.slow
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
-RUN_NAME, STATE = "attributes.`Run Name`", "tags.`optuna.state`"  # MLflow's column ids
+RUN_NAME, STATE, BEST = "attributes.`Run Name`", "tags.`optuna.state`", "tags.`sweep.best`"  # MLflow's column ids
 LR, VAL_ACC = "params.`optimizer.lr`", "metrics.`final_val_acc`"
 
 
@@ -91,7 +91,7 @@ def test_sweep_appears_in_the_mlflow_ui(tmp_path: Path, server: Server) -> None:
         page.get_by_text("trial_2").first.wait_for(timeout=60000)  # no click: the sweep's group opens expanded
         page.screenshot(path=str(ARTIFACTS / "mlflow-ui-sweep.png"), full_page=True)
         headers = page.inner_text("[role=grid] .ag-header")
-        rows = _grid_rows(page, [STATE, LR, VAL_ACC])
+        rows = _grid_rows(page, [STATE, BEST, LR, VAL_ACC])
         page.locator("label:has(input[value=CHART])").click()  # the charts page of the same view
         page.get_by_text("Objectives vs swept parameters").first.wait_for(timeout=30000)
         page.wait_for_function("document.querySelectorAll('.js-plotly-plot .scatterlayer .point').length >= 9",
@@ -103,7 +103,7 @@ def test_sweep_appears_in_the_mlflow_ui(tmp_path: Path, server: Server) -> None:
         browser.close()
 
     for column in ("optimizer.lr", "final_val_acc", "final_test_acc", "final_deepfool_margin",
-                   "final_deepfool_success_rate", "Description"):
+                   "final_deepfool_success_rate", "optuna.state", "sweep.best"):
         assert column in headers, column
     study = optuna.load_study(study_name="browse", storage=fresh_storage(
         str(tmp_path / "multirun" / "browse" / "optuna.journal")))
@@ -115,6 +115,7 @@ def test_sweep_appears_in_the_mlflow_ui(tmp_path: Path, server: Server) -> None:
         trial = trials[row[RUN_NAME]]
         assert float(row[VAL_ACC]) == pytest.approx(trial.value, abs=5e-6) and len(row[VAL_ACC]) <= 8
         assert float(row[LR]) == trial.params["optimizer.lr"] and row[STATE] == trial.state.name == "COMPLETE"
+    assert [row[BEST] for row in shown] == ["best", "-", "-"]  # the terminal table's "*"
     assert "browse" in [row[RUN_NAME] for row in rows]  # the sweep's own row sits in the group
     assert {("final_val_acc", "optimizer.lr"), ("final_deepfool_margin", "optimizer.lr")} <= {
         tuple(sorted(titles)) for titles in axes}

@@ -5,7 +5,8 @@
 
 Everything is made from the study's storage alone (no MLflow needed): ``report.md`` (counts, best trial or
 Pareto front, the trials table, the figures), the figures themselves (``sweep.study.figures``),
-``optimization_results.yaml`` and ``best.yaml``, the best trial's config ready to rerun.
+``optimization_results.yaml`` and ``best.yaml`` (``pareto-<i>.yaml`` for several objectives), the configs to
+rerun.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def write_report(study: Study, summary: dict[str, Any], out: Path, storage: str)
 
     Returns every file written, report.md and report.html first.
     """
-    from sweep.study.export import from_study, write
+    from sweep.study.export import file_names, from_study, write
     from sweep.study.figures import study_plots
     from sweep.study.panels import Panels, spec_of, write_panels
     from sweep.study.results import write_yaml
@@ -42,11 +43,12 @@ def write_report(study: Study, summary: dict[str, Any], out: Path, storage: str)
     panels = write_panels(study, spec, out) if spec else Panels([], [])
     drawn = study_plots(study, out, heatmaps=not (spec and spec.pivots))
     files = [results, *panels.figures, *drawn.files]
-    if summary.get("best"):
+    if summary.get("best") or summary.get("pareto_front"):
         try:
             exported, metrics, directions, _ = from_study(storage, study.study_name, top=None)
-            files += write(exported, out, ["best"], {"storage": summary["storage"], "study": study.study_name,
-                                                     "metrics": metrics, "directions": directions})
+            names = file_names(len(exported), len(directions) > 1, top=None, run=False)
+            files += write(exported, out, names, {"storage": summary["storage"], "study": study.study_name,
+                                                  "metrics": metrics, "directions": directions})
         except SweepError:
             pass  # trials from before configs were recorded: no best.yaml, the rest of the report stands
     markdown = _markdown(summary, panels.markdown, drawn.files, drawn.notes)
@@ -138,8 +140,8 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(
         prog="sweep-report", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Write a study's report (report.md, its figures, optimization_results.yaml, best.yaml) from its "
-                    "Optuna storage alone.",
+        description="Write a study's report (report.md, its figures, optimization_results.yaml, best.yaml or "
+                    "pareto-<i>.yaml) from its Optuna storage alone.",
         epilog="examples:\n"
                "  sweep-report --storage multirun/quickstart/optuna.journal --out report/\n"
                "  sweep-report --storage sqlite:///studies.db --study lr_bs_grid --out report/\n"

@@ -16,6 +16,7 @@ from sweep.contract import STUDY_TAG
 from sweep.tracking import Run, experiment_id_of
 
 VIEW_KEY = "sweep"  # the MLflow UI's shared-view key under which a sweep's runs table is saved
+BEST_TAG = "sweep.best"  # on the best trial's run ("best") or the Pareto front's ("Pareto front")
 
 
 @dataclass(frozen=True)
@@ -41,15 +42,16 @@ class RunsView:
         """The view in the form the MLflow UI saves it (its ``ExperimentPageUIState`` and search facets)."""
         values = [f"params.`{p}`" for p in self.params] + [f"metrics.`{m}`" for m in self.columns]
         state = "tags.`optuna.state`"  # COMPLETE, PRUNED or FAIL: MLflow draws a pruned and a failed run alike
-        first = ["0", "attributes.`Run Name`", state, *values, "attributes.`Description`"]  # "0": the checkboxes
+        marks = [state, f"tags.`{BEST_TAG}`"]
+        first = ["0", "attributes.`Run Name`", *marks, *values, "attributes.`Description`"]  # "0": the checkboxes
         return {
             "searchFilter": "",
             "lifecycleFilter": "Active",
             "orderByKey": f"metrics.`{self.columns[0]}`",
             "orderByAsc": self.ascending,
-            "selectedColumns": ["attributes.`Description`", state, *values],
+            "selectedColumns": ["attributes.`Description`", *marks, *values],
             "columnOrder": first,  # the swept values and the results beside the run's name, then the description
-            "columnWidths": {"attributes.`Run Name`": 170, state: 110, "attributes.`Description`": 520}
+            "columnWidths": {"attributes.`Run Name`": 170, state: 110, marks[1]: 110, "attributes.`Description`": 520}
                             | {column: 120 for column in values},
             "groupBy": {"aggregateFunction": "min" if self.ascending else "max",
                         "groupByKeys": [{"mode": "tag", "groupByData": STUDY_TAG}]},
@@ -153,19 +155,43 @@ class SweepRun(Run):
 
     def log_summary(self, summary: dict[str, Any], table: str, report_dir: Path) -> None:
         """Best value(s) as metrics and best params as ``best.*`` tags, the result in one sentence as the run's
-        description; the report folder as artifacts. With one objective the run also carries its best trial's final
-        metrics under the trials' names, so the view's columns read the result off the sweep's own row."""
+        description; the report folder as artifacts, the configs to rerun (``best.yaml`` or ``pareto-<i>.yaml``) at
+        the top. With one objective the run also carries its best trial's final metrics under the trials' names, so
+        the view's columns read the result off the sweep's own row; with several, the Pareto front's trial numbers."""
         from sweep.study.results import result_sentence
 
         metrics = {f"trials_{state.lower()}": n for state, n in summary["states"].items()}
         tags = {"mlflow.note.content": result_sentence(summary) + " The report: Artifacts > report/report.html."}
         best = summary.get("best") or []
+        front = summary.get("pareto_front") or []
         if len(best) == 1:
             metrics |= {f"best_{m}": v for m, v in zip(summary["metrics"], best[0]["values"], strict=True)}
             final = {**dict(zip(summary["metrics"], best[0]["values"], strict=True)), **best[0]["metrics"]}
             metrics |= {f"final_{k}": v for k, v in final.items() if isinstance(v, float | int) and math.isfinite(v)}
             tags |= {f"best.{k}": v for k, v in best[0]["params"].items()} | {"best.trial": best[0]["number"]}
+        if front:
+            metrics["pareto_size"] = len(front)
+            tags["pareto.trials"] = ", ".join(str(t["number"]) for t in front)
         self.log(metrics, tags)
+        self._mark_best({t["number"]: "best" for t in best} | {t["number"]: "Pareto front" for t in front})
         self.log_text(table, "trials.md")
         for path in sorted(report_dir.iterdir()):
-            self.log_file(path, None if path.name in ("optimization_results.yaml", "best.yaml") else "report")
+            self.log_file(path, None if path.suffix == ".yaml" else "report")
+
+    def _mark_best(self, marks: dict[int, str]) -> None:
+        """Tag the best trial's run (or the Pareto front's) ``sweep.best``, a column of the view, and untag runs a
+        resumed sweep has since beaten: the terminal table's ``*`` in MLflow."""
+
+        def mark() -> None:
+            experiment_id = self.client.get_run(self.id).info.experiment_id
+            children = self.client.search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{self.run_id}'",
+                                               max_results=50000)
+            for child in children:
+                number = child.data.tags.get("optuna.trial_number")
+                mark = marks.get(int(number)) if number is not None else None
+                if mark:
+                    self.client.set_tag(child.info.run_id, BEST_TAG, mark)
+                elif BEST_TAG in child.data.tags:
+                    self.client.delete_tag(child.info.run_id, BEST_TAG)
+
+        self.guard(mark)
