@@ -67,7 +67,7 @@ def test_the_sweep_view_sorts_and_aggregates_in_the_first_objectives_direction()
     assert state["orderByKey"] == "metrics.`final_val_loss`" and state["orderByAsc"] is True
     assert state["groupBy"] == {"aggregateFunction": "min",
                                 "groupByKeys": [{"mode": "tag", "groupByData": "sweep.study"}]}
-    assert state["columnOrder"][:5] == ["0", "attributes.`Run Name`", "tags.`optuna.state`",
+    assert state["columnOrder"][:6] == ["0", "attributes.`Run Name`", "tags.`optuna.state`", "tags.`sweep.best`",
                                         "params.`optimizer.lr`", "params.`train.batch_size`"]
     scatter = [(c["xaxis"]["key"], c["yaxis"]["key"]) for c in state["compareRunCharts"] if c["type"] == "SCATTER"]
     assert sorted(scatter) == sorted((p, m) for p in view.params for m in view.charted)
