@@ -99,6 +99,8 @@ def test_sweep_appears_in_the_mlflow_ui(tmp_path: Path, server: Server) -> None:
         page.screenshot(path=str(ARTIFACTS / "mlflow-ui-charts.png"), full_page=True)
         axes = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].map(
             p => [...p.querySelectorAll('.xtitle, .ytitle')].map(t => t.textContent))""")
+        sections = page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('[aria-expanded]')]
+            .map(e => [e.innerText.split(/\\s*\\(/)[0].trim(), e.getAttribute('aria-expanded')]))""")
         report = _open_offline(browser, tmp_path / "multirun" / "browse" / "report" / "report.html")
         browser.close()
 
@@ -116,7 +118,11 @@ def test_sweep_appears_in_the_mlflow_ui(tmp_path: Path, server: Server) -> None:
         assert float(row[VAL_ACC]) == pytest.approx(trial.value, abs=5e-6) and len(row[VAL_ACC]) <= 8
         assert float(row[LR]) == trial.params["optimizer.lr"] and row[STATE] == trial.state.name == "COMPLETE"
     assert [row[BEST] for row in shown] == ["best", "-", "-"]  # the terminal table's "*"
-    assert "browse" in [row[RUN_NAME] for row in rows]  # the sweep's own row sits in the group
+    names = [row[RUN_NAME] for row in rows]  # the sweep's own row sits in the group, beside the best trial
+    assert abs(names.index("browse") - names.index(f"trial_{study.best_trial.number}")) == 1
+    group = rows[0][VAL_ACC]  # the group's row: the best value of the column
+    assert group.endswith("(max)") and float(group.split()[0]) == pytest.approx(study.best_value, abs=5e-6)
+    assert sections["Objectives vs swept parameters"] == "true" and sections["Model metrics"] == "false"
     assert {("final_val_acc", "optimizer.lr"), ("final_deepfool_margin", "optimizer.lr")} <= {
         tuple(sorted(titles)) for titles in axes}
     (parent,) = MlflowClient(server.url).search_runs([experiment.experiment_id], "tags.`sweep.role` = 'sweep'")

@@ -44,7 +44,15 @@ from sweep.contract import (
 )
 from sweep.errors import ConfigError, SweepError, check, check_choice
 from sweep.study.registry import MULTI_OBJECTIVE, build_pruner, build_sampler
-from sweep.study.results import best_trials, format_table, result_sentence, summarize, ties, write_yaml
+from sweep.study.results import (
+    best_trials,
+    format_table,
+    result_sentence,
+    state_counts,
+    summarize,
+    ties,
+    write_yaml,
+)
 from sweep.study.search_space import SearchSpace, override_text, parse_search_space
 from sweep.study.storage import is_journal, open_storage
 from sweep.study.sweep_run import RunsView, SweepRun
@@ -72,6 +80,11 @@ class Plan:
     n_trials: int
     spec: StudySpec
     hook: Hook | None
+
+    @property
+    def names(self) -> list[str]:
+        """The objectives' names: the app's, else ``objective_0``, ... as Optuna's tools call them."""
+        return self.metrics or [f"objective_{i}" for i in range(len(self.directions))]
 
 
 class OptunaSweeperImpl:
@@ -425,9 +438,8 @@ class OptunaSweeperImpl:
     def _best_text(study: Any, plan: Plan) -> str:
         """The best so far, for the progress bar or line."""
         best = best_trials(study)
-        names = plan.metrics or [f"objective_{i}" for i in range(len(plan.directions))]
         if len(best) == 1:
-            values = ", ".join(f"{m} {v:.4g}" for m, v in zip(names, best[0].values, strict=True))
+            values = ", ".join(f"{m} {v:.4g}" for m, v in zip(plan.names, best[0].values, strict=True))
             return f"best {values} (trial {best[0].number})"
         return f"Pareto front of {len(best)} trial(s)" if best else "no complete trial yet"
 
@@ -459,7 +471,7 @@ class OptunaSweeperImpl:
         from sweep.objectives import EPOCH_METRICS
         from sweep.study.results import shown_metrics
 
-        metrics = plan.metrics or [f"objective_{i}" for i in range(len(plan.directions))]
+        metrics = plan.names
         columns = [f"final_{m}" for m in [*metrics, *(m for m in shown_metrics() if m not in metrics)]]
         headlines = [m.headline for m in MEASURES.values() if m.headline not in metrics]
         curves = [m for m in EPOCH_METRICS if m in metrics or m in ("train_loss", "val_loss")]
@@ -476,8 +488,8 @@ class OptunaSweeperImpl:
         report_dir = self.sweep_dir / "report"
         write_report(study, summary, report_dir, plan.storage)
         table = format_table(summary)
-        counts = ", ".join(f"{n} {state.lower()}" for state, n in summary["states"].items())
-        print(f"\nStudy {plan.study_name!r}: {summary['n_trials']} trials ({counts})\n{table}\n", flush=True)
+        print(f"\nStudy {plan.study_name!r}: {summary['n_trials']} trials ({state_counts(summary)})\n{table}\n",
+              flush=True)
         print(result_sentence(summary))
         if note := ties(summary):
             print(note)

@@ -19,16 +19,15 @@ log = logging.getLogger(__name__)
 class SweepProgress:
     """Use as a context around the sweep's loop; call :meth:`update` after each batch of trials."""
 
-    def __init__(self, todo: int, live: bool | None = None) -> None:
+    def __init__(self, todo: int) -> None:
         self.todo = todo
-        self.live = sys.stderr.isatty() if live is None else live
         self._started = time.perf_counter()
         self._bar: Any = None
         self._task: Any = None
         self._pointed: list[tuple[logging.StreamHandler[IO[str]], IO[str]]] = []
 
     def __enter__(self) -> SweepProgress:
-        if self.live and self.todo > 0:
+        if sys.stderr.isatty() and self.todo > 0:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

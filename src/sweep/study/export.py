@@ -60,11 +60,11 @@ def from_study(
     with their stored configs, the objectives, their directions and the study's name."""
     from optuna.trial import TrialState
 
-    from sweep.study.results import best_trials
+    from sweep.study.results import best_trials, objective_names
     from sweep.study.storage import load_study
 
     study = load_study(storage, study_name)
-    metrics = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
+    metrics = objective_names(study)
     directions = [d.name.lower() for d in study.directions]
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "config" in t.user_attrs]
     if not complete:

@@ -21,6 +21,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sweep.study.results import best_trials, objective_names
+
 if TYPE_CHECKING:
     from optuna import Study
     from optuna.trial import FrozenTrial
@@ -145,15 +147,11 @@ def _metric_getters(study: Study) -> dict[str, Getter]:
     trial's recorded metrics."""
     from sweep.measures import MEASURES
 
-    getters: dict[str, Getter] = {name: _objective(i) for i, name in enumerate(_names(study))}
+    getters: dict[str, Getter] = {name: _objective(i) for i, name in enumerate(objective_names(study))}
     for extra in ("test_acc", *(measure.headline for measure in MEASURES.values())):
         if extra not in getters:
             getters[extra] = _recorded(extra)
     return getters
-
-
-def _names(study: Study) -> list[str]:
-    return list(study.metric_names or [f"objective_{i}" for i in range(len(study.directions))])
 
 
 def _objective(index: int) -> Getter:
@@ -203,7 +201,7 @@ def parallel(study: Study, index: int, path: Path) -> tuple[Path, Any]:
     distributions = {k: d for t in trials for k, d in t.distributions.items()}
     names = [n for n in sorted(distributions) if all(n in t.params for t in trials)]
     target = [t.values[index] for t in trials]
-    name = _names(study)[index]
+    name = objective_names(study)[index]
     axes = [(n, *_axis_values(trials, n, distributions[n])) for n in names]
     dimensions = [dict(label=n + ticks.pop("title_suffix", ""), values=v, **ticks) for n, v, ticks in axes]
     dimensions.append(dict(label=name, values=target))
@@ -250,7 +248,7 @@ def by_param(study: Study, index: int, path: Path) -> tuple[Path, Any]:
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
     distributions = {k: d for t in trials for k, d in t.distributions.items()}
     names = sorted(distributions)
-    name = _names(study)[index]
+    name = objective_names(study)[index]
     fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names) + 1, 3.8), dpi=100, squeeze=False)
     figure = make_subplots(rows=1, cols=len(names), shared_yaxes=True, subplot_titles=names)
     for col, (ax, param) in enumerate(zip(axes[0], names, strict=True), 1):
@@ -286,7 +284,7 @@ def pareto(study: Study, path: Path) -> tuple[Path, Any]:
     import optuna.visualization.matplotlib as pm
 
     plt = pyplot()
-    names = _names(study)
+    names = objective_names(study)
     pm.plot_pareto_front(study, target_names=names)
     plt.gcf().set_size_inches(7, 5.5)
     plt.gcf().tight_layout()
@@ -302,7 +300,6 @@ def curves(study: Study, path: Path) -> tuple[Path, Any] | None:
     from optuna.trial import TrialState
 
     from sweep.contract import HISTORY_ATTR
-    from sweep.study.results import best_trials
 
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
               if (t.user_attrs.get(HISTORY_ATTR) or {}).get("epochs")]
@@ -346,7 +343,7 @@ def _optuna_plot(kind: str, study: Study, index: int, path: Path) -> tuple[Path,
     import optuna.visualization.matplotlib as pm
 
     plt = pyplot()
-    name = _names(study)[index]
+    name = objective_names(study)[index]
     several = len(study.directions) > 1
     maximised = study.directions[index].name == "MAXIMIZE"
     target = (lambda t: -t.values[index]) if several and maximised and kind == "importances" else (
@@ -375,7 +372,7 @@ def study_plots(study: Study, out_dir: Path, heatmaps: bool = True) -> Drawn:
     if not complete:
         drawn.notes.append("No figures: no trial completed.")
         return drawn
-    names = _names(study)
+    names = objective_names(study)
     swept = sorted({k for t in complete for k in t.params})
     makers: list[tuple[str, Callable[[], tuple[Path, Any] | None], str | None]] = []
     for i, name in enumerate(names):

@@ -23,6 +23,16 @@ def shown_metrics() -> tuple[str, ...]:
     return ("test_acc", *(name for m in MEASURES.values() for name in (m.headline, *m.beside)))
 
 
+def objective_names(study: Study) -> list[str]:
+    """The objectives' names: the study's own, else ``objective_0``, ``objective_1``, ... as Optuna's tools say."""
+    return list(study.metric_names or [f"objective_{i}" for i in range(len(study.directions))])
+
+
+def state_counts(summary: dict[str, Any]) -> str:
+    """"9 complete, 1 pruned": how many trials ended in each state."""
+    return ", ".join(f"{n} {state.lower()}" for state, n in summary["states"].items())
+
+
 def _trial_row(trial: FrozenTrial) -> dict[str, Any]:
     duration = trial.duration.total_seconds() if trial.duration else None
     recorded = trial.user_attrs.get("metrics") or {}
@@ -56,7 +66,7 @@ def summarize(study: Study, storage_spec: str) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for trial in trials:
         counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
-    names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
+    names = objective_names(study)
     best = best_trials(study)
     compatible: dict[str, Any]
     if len(study.directions) == 1:
@@ -95,7 +105,7 @@ def _fmt(value: Any) -> str:
 
 
 def _param(value: Any) -> str:
-    """A swept value as the user wrote it (1e-05, 0.1, [512]), never rounded."""
+    """A swept value as the user wrote it (1e-05, 0.1, [512]); a sampled float to 6 significant digits."""
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -150,7 +160,7 @@ def ties(summary: dict[str, Any]) -> str | None:
 def result_sentence(summary: dict[str, Any]) -> str:
     """The sweep's result in one sentence: the best trial, or the Pareto front's members, with values and params;
     the terminal, the report and the MLflow parent run's description all say it this way."""
-    counts = ", ".join(f"{n} {state.lower()}" for state, n in summary["states"].items())
+    counts = state_counts(summary)
 
     def described(t: dict[str, Any]) -> str:
         values = ", ".join(f"{m} {_fmt(v)}" for m, v in zip(summary["metrics"], t["values"], strict=True))

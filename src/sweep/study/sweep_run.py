@@ -41,8 +41,7 @@ class RunsView:
     def state(self) -> dict[str, Any]:
         """The view in the form the MLflow UI saves it (its ``ExperimentPageUIState`` and search facets)."""
         values = [f"params.`{p}`" for p in self.params] + [f"metrics.`{m}`" for m in self.columns]
-        state = "tags.`optuna.state`"  # COMPLETE, PRUNED or FAIL: MLflow draws a pruned and a failed run alike
-        marks = [state, f"tags.`{BEST_TAG}`"]
+        marks = ["tags.`optuna.state`", f"tags.`{BEST_TAG}`"]  # optuna.state: MLflow draws pruned and failed alike
         first = ["0", "attributes.`Run Name`", *marks, *values, "attributes.`Description`"]  # "0": the checkboxes
         return {
             "searchFilter": "",
@@ -51,8 +50,8 @@ class RunsView:
             "orderByAsc": self.ascending,
             "selectedColumns": ["attributes.`Description`", *marks, *values],
             "columnOrder": first,  # the swept values and the results beside the run's name, then the description
-            "columnWidths": {"attributes.`Run Name`": 170, state: 110, marks[1]: 110, "attributes.`Description`": 520}
-                            | {column: 120 for column in values},
+            "columnWidths": {"attributes.`Run Name`": 170, "attributes.`Description`": 520}
+                            | dict.fromkeys(marks, 110) | dict.fromkeys(values, 120),
             "groupBy": {"aggregateFunction": "min" if self.ascending else "max",
                         "groupByKeys": [{"mode": "tag", "groupByData": STUDY_TAG}]},
             "runsHiddenMode": "SHOW_ALL",  # charts show every trial, not MLflow's default first ten
@@ -188,9 +187,9 @@ class SweepRun(Run):
                                                max_results=50000)
             for child in children:
                 number = child.data.tags.get("optuna.trial_number")
-                mark = marks.get(int(number)) if number is not None else None
-                if mark:
-                    self.client.set_tag(child.info.run_id, BEST_TAG, mark)
+                label = marks.get(int(number)) if number is not None else None
+                if label:
+                    self.client.set_tag(child.info.run_id, BEST_TAG, label)
                 elif BEST_TAG in child.data.tags:
                     self.client.delete_tag(child.info.run_id, BEST_TAG)
 
