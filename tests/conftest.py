@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import os
 import pickle
-import shutil
-import socket
 import struct
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +16,8 @@ from hydra import compose, initialize_config_dir
 
 from sweep.cli import CONFIG_DIR
 from sweep.config import GROUPS, TrialConfig, parse_config
+from sweeper.tests.helpers import fresh_storage  # noqa: F401 - shared with the app's tests
+from sweeper.tests.servers import PG_PASSWORD, free_port  # noqa: F401 - shared with the app's tests
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEP = str(Path(sys.executable).parent / "sweep")
@@ -48,42 +46,11 @@ def trial_config(*overrides: str) -> tuple[TrialConfig, dict]:
     return parse_config(resolved), resolved
 
 
-def fresh_storage(spec: str):
-    """A new reader of an Optuna storage (not the process's cached one): what is on disk now."""
-    import optuna
-
-    if spec.endswith(".journal"):
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(spec))
-    return optuna.storages.RDBStorage(spec)
-
-
 def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run the installed ``sweep`` command as a user would."""
     full_env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db", **(env or {})}
     full_env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([SWEEP, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-PG_PASSWORD = "supersecret"  # tests grep every file a sweep leaves for it
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[str]:
-    """A real PostgreSQL server whose database needs a password, started by the project's scripts/pg-server."""
-    base = Path(tempfile.mkdtemp(prefix="sweep-pg-"))
-    base.chmod(0o755)  # the server runs as the postgres user, which must reach its folder
-    script = str(ROOT / "scripts" / "pg-server")
-    start = [script, "start", str(base / "db"), str(free_port()), "sweepuser", PG_PASSWORD, "optuna_db"]
-    url = subprocess.run(start, check=True, capture_output=True, text=True, timeout=120).stdout.strip()
-    yield url
-    subprocess.run([script, "stop", str(base / "db")], capture_output=True, timeout=60)
-    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,10 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from hydra_optuna_studies.errors import ConfigError
 
 from sweep.cli import CONFIG_DIR
 from sweep.config import GROUPS, SECTIONS, parse_config
-from sweep.errors import ConfigError
 from tests.conftest import composed, run_cli, trial_config
 
 OPTIONS = {group: sorted(choices) for group, choices in GROUPS.items()}

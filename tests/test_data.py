@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra_optuna_studies.errors import SweepError
 
 from sweep.data import DataConfig, load_dataset
-from sweep.errors import SweepError
 
 CPU = torch.device("cpu")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hydra_optuna_studies.errors import ConfigError
 from torch import nn
 
-from sweep.errors import ConfigError
 from sweep.init import InitConfig, NormalInitConfig, init_weights
 
 

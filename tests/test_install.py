@@ -1,14 +1,15 @@
-"""The package as users get it: a wheel installed into a fresh virtual environment, used from another folder.
+"""The app as users get it: its wheel and the sweeper's, installed into a fresh virtual environment, used from
+another folder.
 
-The fresh environment holds only the wheel (sweep, its configs and the hydra_plugins entry); the third-party
-packages it needs are read from this project's environment through a ``.pth`` file, so the test needs no network
-and no second multi-gigabyte torch. A ``.pth`` in a folder added that way is not processed, so the project's own
-editable install stays invisible: what runs is what the wheel holds.
+The fresh environment holds only the two wheels (sweep and its configs; hydra-optuna-studies and its Hydra plugin);
+the third-party packages they need are read from this project's environment through a ``.pth`` file, so the test
+needs no network and no second multi-gigabyte torch. A ``.pth`` in a folder added that way is not processed, so the
+project's own editable installs stay invisible: what runs is what the wheels hold. (The sweeper alone, in an
+environment with no torch at all: sweeper/tests/test_install.py.)
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import site
 import subprocess
@@ -22,7 +23,7 @@ import pytest
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
-APPS = Path(__file__).parent / "apps"
+APPS = ROOT / "sweeper" / "tests" / "apps"
 
 
 def _fresh_venv(path: Path) -> Path:
@@ -40,27 +41,38 @@ def _pip(env: Path, *args: str) -> None:
                    check=True, capture_output=True, timeout=300)
 
 
+def build_wheel(folder: Path, out: Path) -> Path:
+    """The wheel of the distribution in ``folder``, built from a clean copy (setuptools would reuse a stale build/
+    folder of the checkout)."""
+    source = out / f"{folder.name}-source"
+    shutil.copytree(folder, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "tests", "__pycache__"))
+    before = set(out.glob("*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
+                    str(source)], check=True, capture_output=True, timeout=300)
+    (wheel,) = set(out.glob("*.whl")) - before
+    return wheel
+
+
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory) -> Path:
-    """A fresh venv with the project's wheel installed."""
+    """A fresh venv with the project's two wheels installed: the sweeper's and the app's."""
     base = tmp_path_factory.mktemp("install")
-    source = base / "source"  # a clean copy: setuptools would reuse a stale build/ folder of the checkout
-    source.mkdir()
+    app = base / "app"  # the app's distribution without the sweeper's folder, as its sdist would be
+    app.mkdir()
     for name in ("pyproject.toml", "README.md", "src"):
-        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, source / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(base / "wheels"), str(source)], check=True, capture_output=True, timeout=300)
-    (wheel,) = (base / "wheels").glob("sweep-*.whl")
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, app / name)
+    wheels = [build_wheel(ROOT / "sweeper", base), build_wheel(app, base)]
     env = _fresh_venv(base / "venv")
-    _pip(env, str(wheel))
+    _pip(env, *map(str, wheels))
     return env
 
 
 def test_the_wheel_holds_the_code_configs_and_plugin(venv: Path) -> None:
-    code = "import sweep, hydra_plugins.sweep_optuna_sweeper as p; print(sweep.__file__); print(p.__file__)"
+    code = ("import sweep, hydra_optuna_studies, hydra_plugins.hydra_optuna_studies as p\n"
+            "for m in (sweep, hydra_optuna_studies, p): print(m.__file__)")
     out = subprocess.run([venv / "bin" / "python", "-c", code], capture_output=True, text=True, check=True).stdout
     assert all(line.startswith(str(venv)) for line in out.splitlines()), out
-    assert str(ROOT / "src") not in out
+    assert str(ROOT / "src") not in out and str(ROOT / "sweeper") not in out
     assert sysconfig.get_path("purelib") not in out
 
 
@@ -87,29 +99,15 @@ def test_an_unrelated_hydra_app_gets_the_sweeper(venv: Path, tmp_path: Path) -> 
     assert (tmp_path / "s" / "optimization_results.yaml").is_file()
 
 
-def test_installed_beside_hydra_optuna_sweeper_it_says_so_in_one_line(tmp_path: Path) -> None:
-    """The official plugin's real wheel (downloaded by ``make setup``), installed into a folder on PYTHONPATH."""
-    (wheel,) = (ROOT / ".venv" / "wheels").glob("hydra_optuna_sweeper-*.whl")
-    target = tmp_path / "official"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(target),
-                    str(wheel)], check=True, capture_output=True, timeout=300)
-    result = subprocess.run(
-        [sys.executable, str(APPS / "sphere" / "sphere.py"), "-m", f"hydra.sweep.dir={tmp_path}/s",
-         "hydra.sweeper.n_trials=2"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(target)},
-    )
-    clash = [line for line in result.stderr.splitlines() if "hydra-optuna-sweeper is installed beside" in line]
-    assert len(clash) == 1, result.stderr
-
-
 def test_a_strict_editable_install_finds_the_plugin_and_the_configs(tmp_path: Path) -> None:
     """setuptools' strict editable mode links the files into a tree of its own; Hydra must still discover the
     plugin there and the CLI its configs (the default mode is what make setup uses)."""
     env = _fresh_venv(tmp_path / "venv")
-    _pip(env, "--no-build-isolation", "-e", str(ROOT), "--config-settings", "editable_mode=strict")
+    _pip(env, "--no-build-isolation", "--config-settings", "editable_mode=strict", "-e", str(ROOT / "sweeper"),
+         "-e", str(ROOT))
     code = ("from hydra.core.plugins import Plugins; from hydra.plugins.sweeper import Sweeper; "
             "print([p.__module__ for p in Plugins.instance().discover(Sweeper)])")
     found = subprocess.run([env / "bin" / "python", "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "hydra_plugins.sweep_optuna_sweeper.optuna_sweeper" in found
+    assert "hydra_plugins.hydra_optuna_studies.optuna_sweeper" in found
     job = subprocess.run([env / "bin" / "sweep", "--cfg", "job"], cwd=tmp_path, capture_output=True, text=True)
     assert job.returncode == 0 and "optimizer:" in job.stdout, job.stderr

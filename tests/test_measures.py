@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hydra_optuna_studies.errors import ConfigError
 
 from sweep.config import METRICS, parse_config
-from sweep.errors import ConfigError
 from sweep.measures import MEASURES, Measure, measure_of
 from sweep.measures.deepfool import DeepFoolConfig
 from sweep.trial import run_trial

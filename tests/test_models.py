@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hydra_optuna_studies.errors import ConfigError
 from torch import nn
 
-from sweep.errors import ConfigError
 from sweep.models import CNNConfig, MLPConfig, ResidualBlock, ResNetConfig, build_model
 
 SHAPE = (3, 16, 16)

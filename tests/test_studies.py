@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hydra_optuna_studies.search_space import parse_search_space
 from omegaconf import OmegaConf
 
 from sweep.cli import CONFIG_DIR
-from sweep.study.search_space import parse_search_space
 from tests.conftest import fresh_storage, run_cli, trial_config
 
 PRESETS = Path(CONFIG_DIR) / "experiment"
@@ -29,7 +29,7 @@ def _grid(preset: str) -> list[dict[str, Any]]:
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("config", overrides=[f"+experiment={preset}"], return_hydra_config=True)
-    return parse_search_space(OmegaConf.to_container(cfg.hydra.sweeper.params), []).grid()
+    return list(parse_search_space(OmegaConf.to_container(cfg.hydra.sweeper.params), []).points())
 
 
 def test_every_study_has_a_quick_variant_and_a_known_grid() -> None:
@@ -177,12 +177,12 @@ def test_optimizer_curves_are_recorded_every_n_steps_and_runs_named_by_template(
 
 
 @pytest.mark.slow
-def test_the_readmes_example_study_runs_from_its_own_folder(tmp_path: Path) -> None:
-    """"Add a study with one YAML file": the README's example, as written there, in a folder of the user's own."""
+def test_the_docs_example_study_runs_from_its_own_folder(tmp_path: Path) -> None:
+    """"Add a study with one YAML file": the docs' example, as written there, in a folder of the user's own."""
     from tests.conftest import ROOT
 
-    readme = (ROOT / "README.md").read_text()
-    example = readme.split("**Add a study**")[1].split("```yaml\n")[1].split("```")[0]
+    page = (ROOT / "docs" / "studies.md").read_text()
+    example = page.split("## Add a study")[1].split("```yaml\n")[1].split("```")[0]
     (tmp_path / "my_studies" / "experiment").mkdir(parents=True)
     (tmp_path / "my_studies" / "experiment" / "mine.yaml").write_text(example)
     result = run_cli("--config-dir", "my_studies", "-m", "+experiment=mine", "train.epochs=2", "deepfool.samples=50",
@@ -191,4 +191,4 @@ def test_the_readmes_example_study_runs_from_its_own_folder(tmp_path: Path) -> N
     report = (tmp_path / "multirun" / "dropout_vs_width" / "report" / "report.md").read_text()
     assert "## Does the best dropout depend on the width?" in report
     assert "| model.hidden_dims \\ model.dropout | 0.0 | 0.2 | 0.5 |" in report
-    assert "**Training vs test accuracy per model.dropout**" in report
+    assert "**train_acc vs test_acc per model.dropout**" in report

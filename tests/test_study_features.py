@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra_optuna_studies.errors import ConfigError
 from torch import nn
 
 from sweep.config import DataConfig, MLPConfig, SGDConfig, TrainConfig
 from sweep.data import load_dataset
-from sweep.errors import ConfigError
 from sweep.measures.deepfool import DeepFoolConfig, margins
 from sweep.models import Normalize, build_model
 from sweep.optimizers import build_optimizer

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hydra_optuna_studies.errors import ConfigError
 
 from sweep.data import DataConfig, load_dataset
-from sweep.errors import ConfigError, TrialDiverged
+from sweep.errors import TrialDiverged
 from sweep.models import MLPConfig, build_model
 from sweep.optimizers import SGDConfig, build_optimizer
 from sweep.train import TrainConfig, fit, resolve_device

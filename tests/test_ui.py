@@ -191,4 +191,5 @@ def test_tracking_server_dying_mid_sweep_loses_no_optuna_result(tmp_path: Path, 
     assert process.returncode == 0, output
     study = optuna.load_study(study_name="dies", storage=fresh_storage(str(journal)))
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
-    assert "MLflow logging failed" in output
+    assert output.count("MLflow logging to ") == 1  # said once, in one line
+    assert "stopped answering during the sweep" in output  # the closing lines point at no dead server

@@ -15,17 +15,18 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import cast
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from hydra_optuna_studies.contract import StudySpec, TrialLink, current_link, describes_study, masked
+from hydra_optuna_studies.errors import SweepError
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import sweep.config  # noqa: F401 - registers the trial's config groups with Hydra before it composes
-from sweep.contract import StudySpec, TrialLink, current_link, describes_study
-from sweep.errors import SweepError
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")  # ships inside the package: any install finds it
 
@@ -68,12 +69,16 @@ def _run_name(link: TrialLink | None, template: str | None) -> str:
 
 
 def describe_study(cfg: DictConfig) -> StudySpec:
-    """What the Optuna sweeper learns of a sweep of this app, once, before the study is opened.
+    """What the Optuna sweeper learns of a sweep of this app, before the study is opened: its check of the config
+    (called for the command's config and for each swept value), the objectives, what its tables show, its report.
 
-    Raises :class:`~sweep.errors.SweepError` for a fixed setting that would fail every trial (a bad value, a GPU
-    that is not there, data that are missing), so no trial runs with it.
+    Raises :class:`~hydra_optuna_studies.errors.SweepError` for a setting that would fail every trial (a bad value,
+    a GPU that is not there, data that are missing), so no trial runs with it.
     """
+    from dataclasses import asdict
+
     from sweep.config import missing_data, parse_config
+    from sweep.measures import MEASURES
     from sweep.objectives import EPOCH_METRICS, default_direction
     from sweep.tracking import tracking_uri
 
@@ -91,14 +96,23 @@ def describe_study(cfg: DictConfig) -> StudySpec:
         reported=EPOCH_METRICS,
         tracking_uri=tracking_uri(trial.mlflow.tracking_uri) if trial.mlflow.enabled else None,
         experiment=trial.mlflow.experiment,
+        shown=("test_acc", *(m.headline for m in MEASURES.values())),
+        beside={m.headline: m.beside[0] for m in MEASURES.values() if m.beside},
+        curves=tuple(dict.fromkeys([*(m for m in trial.objective if m in EPOCH_METRICS), *CURVES])),
+        report=asdict(trial.report),
     )
+
+
+CURVES = ("val_acc", "test_acc", "train_loss", "val_loss")  # per-epoch metrics a sweep's views draw as curves
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 @describes_study(describe_study)
 def task(cfg: DictConfig) -> float | tuple[float, ...]:
+    from hydra_optuna_studies.tracking import check_store, quiet_tracking
+
     from sweep.config import parse_config, plain
-    from sweep.tracking import check_store, tracking_uri
+    from sweep.tracking import tracking_uri
     from sweep.trial import run_trial
 
     try:
@@ -108,7 +122,10 @@ def task(cfg: DictConfig) -> float | tuple[float, ...]:
         link = current_link()
         if link is None and trial_cfg.mlflow.enabled:  # a sweep checked the store once for all its trials
             check_store(tracking_uri(trial_cfg.mlflow.tracking_uri))
-        metrics = run_trial(trial_cfg, resolved, output_dir, _run_name(link, trial_cfg.mlflow.run_name), link)
+        hydra_run = cast(dict, OmegaConf.to_container(HydraConfig.get().run, resolve=False))
+        with quiet_tracking():
+            metrics = run_trial(trial_cfg, resolved, output_dir, _run_name(link, trial_cfg.mlflow.run_name), link,
+                                hydra_run)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             check_measurable(metrics, trial_cfg.objective)
         else:
@@ -117,7 +134,7 @@ def task(cfg: DictConfig) -> float | tuple[float, ...]:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # the sweeper records this trial as failed and goes on
         _remove_run_folder(Path(HydraConfig.get().runtime.output_dir), f"{HydraConfig.get().job.name}.log")
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {masked(str(error))}", file=sys.stderr)
         raise SystemExit(2) from None
     return objective_values(metrics, trial_cfg.objective)
 
@@ -158,7 +175,7 @@ def main() -> None:
     try:
         task()
     except (HydraException, OmegaConfBaseException, SweepError) as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
+        print(f"error: {masked(one_line(error))}", file=sys.stderr)
         raise SystemExit(2) from None
     except ValueError as error:  # Hydra's own refusal of two modes at once, e.g. `-m ... --cfg job`
         if not str(error).startswith("Only one of --run, --multirun"):

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any, cast
 
 from hydra.core.config_store import ConfigStore
+from hydra_optuna_studies.errors import ConfigError, check, check_choice
+from hydra_optuna_studies.panels import ReportSpec
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sweep.errors import ConfigError, check, check_choice
 from sweep.measures import MEASURE_METRICS, MEASURES, measure_of
 from sweep.objectives import EPOCH_METRICS
 from sweep.tracking import MlflowConfig
@@ -329,45 +330,6 @@ class TrainConfig:
         check(self.eval_batch_size >= 1, "train.eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
 
 
-# --------------------------------------------------------------------------------------------------- the report
-# What a preset's report shows beside the standard figures (drawn by sweep.study.panels from the study's storage).
-# Keys are dotted config keys, read from each trial's recorded config, so fixed and swept settings alike can label
-# a panel; several keys make one label ("sgd 0.9").
-
-
-@dataclass
-class PivotConfig:
-    rows: str  # config key of the table's rows (and the heatmap's y axis)
-    columns: str  # config key of its columns
-    metrics: list[str] = field(default_factory=lambda: ["test_acc"])  # one table and heatmap each (mean per cell)
-
-
-@dataclass
-class CurvesConfig:
-    by: list[str]  # one curve per value of these keys (the best trial of each, by the first objective)
-    metric: str = "val_acc"
-    x: list[str] = field(default_factory=lambda: ["epoch"])  # epoch | step | seconds: one figure each
-
-
-@dataclass
-class LinesConfig:
-    x: str  # a numeric config key: the x axis
-    by: list[str]  # one line per value of these keys
-    metric: str = "test_acc"
-
-
-@dataclass
-class ReportConfig:
-    question: str = ""  # what the study asks: the report's first line
-    pivots: list[PivotConfig] = field(default_factory=list)
-    correlations: list[str] = field(default_factory=list)  # Spearman rho of each metric with each numeric swept key
-    curves: list[CurvesConfig] = field(default_factory=list)
-    lines: list[LinesConfig] = field(default_factory=list)
-    gaps: list[str] = field(default_factory=list)  # train / test accuracy and their gap per setting of these keys
-    # Best trial's accuracy per value of these keys (e.g. [optimizer.name, train.time_budget_s]).
-    best_by: list[str] = field(default_factory=list)
-
-
 # ---------------------------------------------------------------------------------------------------- the trial
 METRICS = (*EPOCH_METRICS, *MEASURE_METRICS, "train_seconds", "epochs", "steps")
 
@@ -382,7 +344,7 @@ GROUPS: dict[str, dict[str, type]] = {
 SECTIONS: dict[str, type] = {
     "train": TrainConfig,
     "mlflow": MlflowConfig,
-    "report": ReportConfig,
+    "report": ReportSpec,
     **{name: measure.config for name, measure in MEASURES.items()},  # deepfool, deepfool_test, ...
 }
 
@@ -397,7 +359,7 @@ class TrialConfig:
     init: InitConfig
     train: TrainConfig = field(default_factory=TrainConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
-    report: ReportConfig = field(default_factory=ReportConfig)  # read by sweep-report, not by the trial
+    report: ReportSpec = field(default_factory=ReportSpec)  # the study's report (told the sweeper), not the trial
     measures: dict[str, Any] = field(default_factory=dict)  # each measure's options, by name (sweep.measures)
 
     def __post_init__(self) -> None:
@@ -491,9 +453,9 @@ def _help_list(what: str) -> str:
     import importlib
     from dataclasses import fields as dataclass_fields
 
-    sweeper = importlib.import_module("hydra_plugins.sweep_optuna_sweeper.config")  # the plugin's own schema
+    sweeper = importlib.import_module("hydra_plugins.hydra_optuna_studies.config")  # the plugin's own schema
     if what == "samplers":
-        return ", ".join(sorted(sweeper.SAMPLER_NODES))
+        return ", ".join(sorted(sweeper.SAMPLERS))
     keys = [f.name for f in dataclass_fields(sweeper.OptunaSweeperConf) if not f.name.startswith(("_", "defaults"))]
     return textwrap.fill(", ".join(keys), 110, subsequent_indent="  ")
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hydra_optuna_studies.errors import SweepError
 
 from sweep.config import TORCHVISION_DIRS, DataConfig, missing_data
-from sweep.errors import SweepError
 
 
 @dataclass(frozen=True)

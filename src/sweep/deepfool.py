@@ -21,9 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
 import torch
+from hydra_optuna_studies.errors import check
 from torch import nn
-
-from sweep.errors import check
 
 _STEP_STRETCH = 1.0 + 1e-5  # each step goes this much past its linearised boundary
 _CPU_PASS_BYTES = 8 << 20  # largest block of one pass on a CPU: cache-sized (see _rows_per_pass)

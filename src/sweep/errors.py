@@ -1,37 +1,9 @@
-"""Errors a user can fix, reported as one line naming the key and what is allowed."""
+"""The trial's own error; the one-line user errors (``SweepError``, ``ConfigError``) are the sweeper library's."""
 
 from __future__ import annotations
 
-from hydra.errors import CompactHydraException
-
-
-class SweepError(CompactHydraException):
-    """A bad config value, a missing data set or an unusable device: never a bug in sweep itself.
-
-    The command line prints ``str(error)`` alone (no traceback) and exits non-zero, in sweep's own app and, as a
-    ``CompactHydraException``, in any Hydra app the sweeper runs; inside a sweep the trial is recorded as failed
-    with this message.
-    """
-
-
-class ConfigError(SweepError, ValueError):
-    """A config key holds a value outside what is allowed."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key = key
+from hydra_optuna_studies.errors import SweepError
 
 
 class TrialDiverged(SweepError):
     """The loss became NaN or infinite: the trial stops at once and is recorded as failed."""
-
-
-def check(condition: bool, key: str, message: str) -> None:
-    """Raise :class:`ConfigError` for ``key`` unless ``condition`` holds."""
-    if not condition:
-        raise ConfigError(key, message)
-
-
-def check_choice(value: object, key: str, allowed: list[str] | tuple[str, ...]) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is one of ``allowed``, listing them."""
-    check(value in allowed, key, f"got {value!r}, allowed: {', '.join(map(str, allowed))}")

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import cast
 
 import torch
+from hydra_optuna_studies.errors import ConfigError
 from torch import nn
 
 from sweep.config import InitConfig, NormalInitConfig
-from sweep.errors import ConfigError
 
 # Activations after which He (Kaiming) init keeps the variance (kaiming_* look for the one after each layer).
 _RELU_LIKE = (nn.ReLU, nn.LeakyReLU, nn.CELU, nn.SiLU)

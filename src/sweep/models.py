@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from hydra_optuna_studies.errors import check
 from torch import nn
 
 from sweep.config import CNNConfig, MLPConfig, ModelConfig, ResNetConfig, per_layer
-from sweep.errors import check
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {  # the names are sweep.config.ACTIVATIONS
     "relu": nn.ReLU,

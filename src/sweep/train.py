@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from hydra_optuna_studies.errors import ConfigError
 from torch import nn
 
 from sweep.config import TrainConfig
 from sweep.data import Dataset, Split
-from sweep.errors import ConfigError, TrialDiverged
+from sweep.errors import TrialDiverged
 from sweep.objectives import default_direction
 
 _CHECK_EVERY = 25  # steps between divergence / time-budget checks (each costs one host sync on CUDA)

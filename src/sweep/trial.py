@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra_optuna_studies import reporting
+from hydra_optuna_studies.contract import CONFIG_ARTIFACT, STUDY_TAG, TRIAL_TAG, TrialLink, masked
 
-from sweep import reporting
 from sweep.config import TrialConfig
-from sweep.contract import STUDY_TAG, TrialLink
 from sweep.data import load_dataset
 from sweep.errors import TrialDiverged
 from sweep.init import init_weights
@@ -35,13 +35,15 @@ log = logging.getLogger(__name__)
 
 
 def run_trial(
-    cfg: TrialConfig, resolved: dict[str, Any], output_dir: Path, run_name: str, link: TrialLink | None = None
+    cfg: TrialConfig, resolved: dict[str, Any], output_dir: Path, run_name: str, link: TrialLink | None = None,
+    hydra_run: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Train and measure the model of ``cfg``; return its final metrics, also written to ``metrics.json``.
 
-    ``resolved`` is the plain config as composed (logged as params and as ``config.yaml``). ``link`` is the
-    sweep's trial this run is (None for a single run): its MLflow run nests under the sweep's, it reports its
-    objective every epoch for pruning and records its final metrics with the trial (:mod:`sweep.reporting`).
+    ``resolved`` is the plain config as composed (logged as params and, with ``hydra_run``, the run folder a rerun
+    writes to, as ``config.yaml``; every password masked). ``link`` is the sweep's trial this run is (None for a
+    single run): its MLflow run nests under the sweep's, it reports its objective every epoch for pruning and records
+    its final metrics with the trial (:mod:`hydra_optuna_studies.reporting`).
     Raises :class:`TrialDiverged` when the loss blows up and ``optuna.TrialPruned`` when the sweep prunes it;
     the MLflow run is closed FAILED or KILLED with the reason either way.
     """
@@ -62,8 +64,10 @@ def run_trial(
     experiment = (link and link.experiment) or cfg.mlflow.experiment or cfg.name
     run = TrialRun(cfg.mlflow.enabled, tracking_uri(cfg.mlflow.tracking_uri), experiment)
     params = flatten({k: v for k, v in resolved.items() if k != "report"})  # the report's layout is no setting
+    params = {k: masked(v) if isinstance(v, str) else v for k, v in params.items()}
     run.start(run_name, params, _tags(cfg, device, link), link.parent_run_id if link else None)
-    run.log_text(_yaml(resolved), "config.yaml")
+    rerun = {**resolved, "hydra": {"run": hydra_run}} if hydra_run else resolved
+    run.log_text(masked(_yaml(rerun)), CONFIG_ARTIFACT)
     callbacks: list[EpochCallback] = [lambda m: run.log_epoch(_epoch_metrics(m), int(m["epoch"]))]
     on_eval: list[EpochCallback] = [lambda m: run.log_epoch(_step_metrics(m), int(m["step"]))]
     if link is not None and cfg.objective[0] in EPOCH_METRICS:
@@ -80,7 +84,7 @@ def run_trial(
             if cfg.measures[measure.name].enabled:
                 metrics.update(measure(model, data, cfg.measures[measure.name]))
     except BaseException as error:
-        _close_failed(run, error, link)
+        _close_failed(run, error)
         raise
     finally:
         del optimizer
@@ -96,7 +100,7 @@ def run_trial(
     if cfg.train.checkpoint != "none":
         torch.save(result.best_state or model.state_dict(), output_dir / "model.pt")
     final = {f"final_{k}": v for k, v in metrics.items()}
-    run.log(final, tags={"sweep.stopped": result.stopped, **_state(link, "COMPLETE")})
+    run.log(final, tags={"sweep.stopped": result.stopped})
     run.log_file(output_dir / "metrics.json")
     run.log_file(output_dir / "history.json")
     run.log_file(curves)
@@ -111,17 +115,12 @@ def _write_json(path: Path, data: Any) -> None:
     partial.replace(path)
 
 
-def _state(link: TrialLink | None, state: str) -> dict[str, str]:
-    """The Optuna state tag of a sweep's trial run; a single run (a rerun of an exported config included) is no
-    trial and gets none, so tools that count a sweep's trials never count it."""
-    return {"optuna.state": state} if link is not None else {}
-
-
-def _close_failed(run: TrialRun, error: BaseException, link: TrialLink | None) -> None:
-    """Close the run with the state Optuna gives the trial: KILLED when pruned or interrupted, else FAILED."""
+def _close_failed(run: TrialRun, error: BaseException) -> None:
+    """Close the run as the study will see the trial: KILLED when pruned or interrupted, else FAILED (a sweeper
+    tags the state it gives the trial)."""
     pruned = type(error).__name__ == "TrialPruned"
     interrupted = isinstance(error, KeyboardInterrupt)
-    run.log(tags={**_state(link, "PRUNED" if pruned else "FAIL"), "sweep.diverged": isinstance(error, TrialDiverged)})
+    run.log(tags={"sweep.diverged": isinstance(error, TrialDiverged)})
     run.end("KILLED" if pruned or interrupted else "FAILED", reason=str(error) or type(error).__name__)
 
 
@@ -144,7 +143,7 @@ def _tags(cfg: TrialConfig, device: torch.device, link: TrialLink | None) -> dic
         "init": cfg.init.name,
     }
     if link is not None:
-        tags["optuna.trial_number"] = str(link.trial_number)
+        tags[TRIAL_TAG] = str(link.trial_number)
         tags[STUDY_TAG] = link.study_name
     commit = git_commit()
     if commit:

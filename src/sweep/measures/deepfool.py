@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from sweep.errors import check, check_choice
+from hydra_optuna_studies.errors import check, check_choice
+
 from sweep.measures import Measure
 
 if TYPE_CHECKING:

@@ -1,1 +1,0 @@
-"""sweep's Optuna sweeper for Hydra: select it with ``hydra/sweeper=optuna``."""
