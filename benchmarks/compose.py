@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hydra import initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
+from hydra_plugins.hydra_optuna_studies._compose import ReusingConfigLoader  # noqa: E402
 
 from benchmarks.common import environment, table  # noqa: E402
-from hydra_plugins.sweep_optuna_sweeper._compose import ReusingConfigLoader  # noqa: E402
 from sweep.cli import CONFIG_DIR  # noqa: E402
 
 
