@@ -49,11 +49,11 @@ import sys, time
 sys.path.insert(0, {str(ROOT)!r})
 from pathlib import Path
 from tests.conftest import trial_config
-from sweep.trial import run_trial
+from sweep.trial import TrialJob, run_trial
 start = time.perf_counter()
 for lr in {lrs(n)!r}:
     cfg, resolved = trial_config(f"optimizer.lr={{lr}}", *{TRIAL!r}, "train.epochs={epochs}", "mlflow.enabled=false")
-    run_trial(cfg, resolved, Path("/tmp/overhead-loop"), "loop")
+    run_trial(TrialJob(cfg, resolved, Path("/tmp/overhead-loop"), "loop"))
 print(time.perf_counter() - start)
 """
     start = time.perf_counter()

@@ -10,7 +10,7 @@ from hydra_optuna_studies.errors import ConfigError
 from sweep.config import METRICS, parse_config
 from sweep.measures import MEASURES, Measure, measure_of
 from sweep.measures.deepfool import DeepFoolConfig
-from sweep.trial import run_trial
+from sweep.trial import TrialJob, run_trial
 from tests.conftest import composed, trial_config
 
 
@@ -39,9 +39,9 @@ def test_the_test_split_margin_is_the_deepfool_margin_measured_on_test(tmp_path:
     """Both measures in one trial; the test-split numbers equal a trial that points deepfool itself at test."""
     common = ("train.epochs=3", "deepfool.samples=120", "mlflow.enabled=false", "train.device=cpu")
     cfg, resolved = trial_config(*common, "deepfool_test.enabled=true", "deepfool_test.samples=120")
-    both = run_trial(cfg, resolved, tmp_path / "both", "both")
+    both = run_trial(TrialJob(cfg, resolved, tmp_path / "both", "both"))
     cfg, resolved = trial_config(*common, "deepfool.split=test")
-    on_test = run_trial(cfg, resolved, tmp_path / "test", "test")
+    on_test = run_trial(TrialJob(cfg, resolved, tmp_path / "test", "test"))
     for statistic in ("margin", "median", "rho", "success_rate", "iterations", "misclassified"):
         assert both[f"deepfool_test_{statistic}"] == pytest.approx(on_test[f"deepfool_{statistic}"], nan_ok=True)
     assert both["deepfool_test_margin"] != both["deepfool_margin"]  # the two splits differ

@@ -53,6 +53,21 @@ def test_the_lr_bs_grid_is_run_as_the_study_ran_it() -> None:
     assert (cfg.model.hidden_dims, cfg.optimizer.name, cfg.optimizer.momentum) == ([512], "sgd", 0.9)
     deepfool = cfg.measures["deepfool"]
     assert (deepfool.samples, deepfool.pick, deepfool.max_iter, deepfool.count) == (1000, "first", 15, "all")
+    assert deepfool.min_share == 0.0  # the study reported the mean over the crossed samples, however few
+
+
+def test_a_lr_bs_grid_cell_with_few_samples_crossed_keeps_its_margin(tmp_path: Path) -> None:
+    """Under the study's rule a model that DeepFool crosses on only some samples within its iterations (one here,
+    with no overshoot, so that most stay uncrossed) still has a margin, the study's, where sweep's default
+    (min_share 0.5) would fail the trial: the study's headline cells stay."""
+    from sweep.trial import TrialJob, run_trial
+
+    cfg, resolved = trial_config("+experiment=quick/lr_bs_grid", "optimizer.lr=1e-4", "train.batch_size=8",
+                                 "deepfool.max_iter=1", "deepfool.overshoot=0.0", "deepfool.samples=200",
+                                 "mlflow.enabled=false")
+    metrics = run_trial(TrialJob(cfg, resolved, tmp_path, "few"))
+    assert 0 < metrics["deepfool_counted"] < 100  # fewer than half crossed
+    assert metrics["deepfool_margin"] == metrics["deepfool_margin"]  # a number, not NaN
 
 
 @pytest.fixture(scope="module")

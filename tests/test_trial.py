@@ -10,13 +10,13 @@ import torch
 
 from sweep.errors import TrialDiverged
 from sweep.tracking import shown
-from sweep.trial import run_trial
+from sweep.trial import TrialJob, run_trial
 from tests.conftest import CUDA, GROUPS_OPTIONS, trial_config
 
 
 def _run(tmp_path: Path, tracking_uri: str, *overrides: str, name: str = "t") -> dict:
     cfg, resolved = trial_config(f"mlflow.tracking_uri={tracking_uri}", *overrides)
-    return run_trial(cfg, resolved, tmp_path, run_name=name)
+    return run_trial(TrialJob(cfg, resolved, tmp_path, name))
 
 
 def test_default_mlp_on_digits_reaches_90_percent(tmp_path: Path, tracking_uri: str) -> None:
@@ -44,7 +44,7 @@ def test_every_activation_builds(tmp_path: Path, model: str, activation: str) ->
         f"model={model}", f"model.activation={activation}", "train.epochs=1", "data.train_subset=32",
         "deepfool.enabled=false", "mlflow.enabled=false", "train.device=cpu",
     )
-    assert run_trial(cfg, resolved, tmp_path, "a")["epochs"] == 1
+    assert run_trial(TrialJob(cfg, resolved, tmp_path, "a"))["epochs"] == 1
 
 
 @pytest.mark.parametrize(
@@ -55,7 +55,7 @@ def test_cnn_variants_train(tmp_path: Path, extra: list[str]) -> None:
         "model=cnn", *extra, "train.epochs=1", "data.train_subset=32", "deepfool.samples=4",
         "mlflow.enabled=false", "train.device=cpu",
     )
-    assert run_trial(cfg, resolved, tmp_path, "v")["epochs"] == 1
+    assert run_trial(TrialJob(cfg, resolved, tmp_path, "v"))["epochs"] == 1
 
 
 def test_same_config_and_seed_give_identical_metrics(tmp_path: Path) -> None:
@@ -158,3 +158,36 @@ def test_default_trial_peak_memory_stays_under_1_5_gb(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     peak_kib = int(result.stdout.strip().splitlines()[-1])
     assert peak_kib * 1024 < 1.5e9, f"peak RSS {peak_kib / 1024:.0f} MiB"
+
+
+def test_train_eval_acc_is_the_final_model_evaluated_on_what_it_trained_on(tmp_path: Path) -> None:
+    """``train_acc`` is a running mean taken through dropout while the weights moved; ``train_eval_acc`` is the
+    saved final model's accuracy on its training subset, recomputed here from model.pt."""
+    from sweep.data import load_dataset
+    from sweep.models import build_model
+
+    cfg, resolved = trial_config("model.dropout=0.5", "train.epochs=3", "data.train_subset=300", "train.device=cpu",
+                                 "train.checkpoint=final", "deepfool.enabled=false", "mlflow.enabled=false")
+    metrics = run_trial(TrialJob(cfg, resolved, tmp_path, "e"))
+    data = load_dataset(cfg.data, torch.device("cpu"))
+    stats = (data.mean, data.std) if cfg.data.preprocess == "standardize" else None
+    model = build_model(cfg.model, data.input_shape, data.num_classes, stats)
+    model.load_state_dict(torch.load(tmp_path / "model.pt"))
+    model.eval()
+    x, y = data.train.head(300).batch(slice(0, 300))
+    with torch.no_grad():
+        accuracy = (model(x).argmax(1) == y).float().mean().item()
+    assert metrics["train_eval_acc"] == pytest.approx(accuracy)
+    assert metrics["train_eval_acc"] != metrics["train_acc"]
+
+
+def test_deepfool_on_train_measures_the_subset_the_model_trained_on(tmp_path: Path) -> None:
+    """A model that fits its 64 training images misclassifies none of them: DeepFool's "train" samples are those 64,
+    not 1,000 drawn from the whole training split."""
+    cfg, resolved = trial_config("data.train_subset=64", "train.epochs=80", "train.batch_size=16",
+                                 "optimizer.lr=0.1", "deepfool.samples=1000", "deepfool.split=train",
+                                 "train.device=cpu", "mlflow.enabled=false")
+    metrics = run_trial(TrialJob(cfg, resolved, tmp_path, "subset"))
+    assert metrics["train_eval_acc"] == 1.0
+    assert metrics["deepfool_misclassified"] == 0
+    assert metrics["deepfool_counted"] <= 64

@@ -15,7 +15,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -25,6 +25,9 @@ from hydra_optuna_studies.contract import StudySpec, TrialLink, current_link, de
 from hydra_optuna_studies.errors import SweepError
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+if TYPE_CHECKING:
+    from sweep.trial import TrialJob
 
 import sweep.config  # noqa: F401 - registers the trial's config groups with Hydra before it composes
 
@@ -56,6 +59,21 @@ def summary_line(metrics: dict[str, float], objective: list[str], path: Path) ->
     return f"{', '.join(values)}; all metrics: {path}"
 
 
+def prepare(cfg: DictConfig) -> TrialJob:
+    """The trial of the Hydra job running now, with what it needs from the job's context (its folder, its link to
+    the sweep's trial, its run folder for reruns): called by the task, and by ``hydra/launcher=stacked`` for each job
+    of a batch before it trains them together. Raises ConfigError for a bad value."""
+    from sweep.config import parse_config, plain
+    from sweep.trial import TrialJob
+
+    hc = HydraConfig.get()
+    trial_cfg = parse_config(cfg)
+    link = current_link()
+    return TrialJob(cfg=trial_cfg, resolved=plain(cfg), output_dir=Path(hc.runtime.output_dir),
+                    run_name=_run_name(link, trial_cfg.mlflow.run_name), link=link,
+                    hydra_run=cast(dict, OmegaConf.to_container(hc.run, resolve=False)))
+
+
 def _run_name(link: TrialLink | None, template: str | None) -> str:
     """The MLflow run's name: ``mlflow.run_name`` rendered from the config when set, else the trial's number."""
     hc = HydraConfig.get()
@@ -66,6 +84,13 @@ def _run_name(link: TrialLink | None, template: str | None) -> str:
     if hc.mode == RunMode.MULTIRUN:
         return f"job_{hc.job.num}"
     return Path(hc.runtime.output_dir).name
+
+
+def sweep_result(job: TrialJob, metrics: dict[str, float]) -> float | tuple[float, ...]:
+    """What a trial of a sweep returns to the sweeper: its objective value(s); SweepError when one could not be
+    measured (the trial is recorded as failed)."""
+    check_measurable(metrics, job.cfg.objective)
+    return objective_values(metrics, job.cfg.objective)
 
 
 def describe_study(cfg: DictConfig) -> StudySpec:
@@ -111,32 +136,25 @@ CURVES = ("val_acc", "test_acc", "train_loss", "val_loss")  # per-epoch metrics 
 def task(cfg: DictConfig) -> float | tuple[float, ...]:
     from hydra_optuna_studies.tracking import check_store, quiet_tracking
 
-    from sweep.config import parse_config, plain
     from sweep.tracking import tracking_uri
     from sweep.trial import run_trial
 
     try:
-        trial_cfg = parse_config(cfg)
-        resolved = plain(cfg)
-        output_dir = Path(HydraConfig.get().runtime.output_dir)
-        link = current_link()
-        if link is None and trial_cfg.mlflow.enabled:  # a sweep checked the store once for all its trials
-            check_store(tracking_uri(trial_cfg.mlflow.tracking_uri))
-        hydra_run = cast(dict, OmegaConf.to_container(HydraConfig.get().run, resolve=False))
+        job = prepare(cfg)
+        if job.link is None and job.cfg.mlflow.enabled:  # a sweep checked the store once for all its trials
+            check_store(tracking_uri(job.cfg.mlflow.tracking_uri))
         with quiet_tracking():
-            metrics = run_trial(trial_cfg, resolved, output_dir, _run_name(link, trial_cfg.mlflow.run_name), link,
-                                hydra_run)
+            metrics = run_trial(job)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            check_measurable(metrics, trial_cfg.objective)
-        else:
-            print(summary_line(metrics, trial_cfg.objective, output_dir / "metrics.json"))
+            return sweep_result(job, metrics)
+        print(summary_line(metrics, job.cfg.objective, job.output_dir / "metrics.json"))
     except SweepError as error:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # the sweeper records this trial as failed and goes on
         _remove_run_folder(Path(HydraConfig.get().runtime.output_dir), f"{HydraConfig.get().job.name}.log")
         print(f"error: {masked(str(error))}", file=sys.stderr)
         raise SystemExit(2) from None
-    return objective_values(metrics, trial_cfg.objective)
+    return objective_values(metrics, job.cfg.objective)
 
 
 def _remove_run_folder(folder: Path, log_name: str) -> None:
@@ -160,6 +178,8 @@ def one_line(error: BaseException) -> str:
         reason = re.split(r"\s*See https://", str(error))[0]
         return f"{error.override}: cannot parse ({reason}); see Hydra's override grammar"
     cause = error.__cause__
+    if isinstance(cause, SweepError):  # a plugin's own check, wrapped by Hydra's instantiation of the plugin
+        return str(cause)
     if getattr(cause, "full_key", None):  # a wrong type or an unknown key in a typed config
         return f"{cause.full_key}: {str(cause).splitlines()[0]}"  # type: ignore[union-attr]
     text = str(error).split("Config search path")[0]

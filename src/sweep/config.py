@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sweep.measures import MEASURE_METRICS, MEASURES, measure_of
-from sweep.objectives import EPOCH_METRICS
+from sweep.objectives import EPOCH_METRICS, FINAL_METRICS
 from sweep.tracking import MlflowConfig
 
 # ----------------------------------------------------------------------------------------------------------- data
@@ -331,7 +331,7 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------------------------------------- the trial
-METRICS = (*EPOCH_METRICS, *MEASURE_METRICS, "train_seconds", "epochs", "steps")
+METRICS = (*EPOCH_METRICS, *FINAL_METRICS, *MEASURE_METRICS, "train_seconds", "epochs", "steps")
 
 
 # For each group, which dataclass each ``name`` selects.

@@ -7,6 +7,8 @@ without loading the trial's code.
 from __future__ import annotations
 
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+# The final model evaluated on the examples it trained on: ``train_acc`` is a running mean over the last epoch.
+FINAL_METRICS = ("train_eval_loss", "train_eval_acc")
 
 
 def default_direction(metric: str) -> str:

@@ -67,6 +67,17 @@ def evaluate(model: nn.Module, split: Split, batch_size: int) -> torch.Tensor:
     return totals
 
 
+def evaluate_train(model: nn.Module, split: Split, batch_size: int) -> dict[str, float]:
+    """The final model's loss and accuracy on the examples it trained on. ``train_acc`` is the running mean over the
+    last epoch, taken while the weights were still changing (and through dropout): a different number, up to a few
+    points apart, and not the one a generalisation gap should use."""
+    was_training = model.training
+    model.eval()
+    loss, correct = evaluate(model, split, batch_size).tolist()
+    model.train(was_training)
+    return {"train_eval_loss": loss / len(split), "train_eval_acc": correct / len(split)}
+
+
 def _metrics(model: nn.Module, data: Dataset, train_sums: torch.Tensor, seen: int, batch_size: int) -> dict[str, float]:
     """Mean training loss and accuracy over the ``seen`` examples summed in ``train_sums``, and the loss and accuracy
     of each evaluation split that has examples, read from the device in one sync."""
@@ -146,11 +157,11 @@ def fit(
                 totals[0] += loss.detach() * y.shape[0]
                 totals[1] += (logits.argmax(1) == y).sum()
             if cfg.eval_every and steps % cfg.eval_every == 0:  # train metrics over the steps since the last one
-                eval_start = time.perf_counter()
+                eval_start, trained = time.perf_counter(), train_seconds()  # this evaluation's time not counted
                 seen = min(n, step * cfg.batch_size)
                 window = _metrics(model, data, totals - last_totals, seen - last_seen, cfg.eval_batch_size)
                 _check_finite(window["train_loss"], epoch)
-                row = {"step": steps, "epoch": epoch - 1 + seen / n, "seconds": train_seconds(), **window}
+                row = {"step": steps, "epoch": epoch - 1 + seen / n, "seconds": trained, **window}
                 evaluations.append(row)
                 last_totals, last_seen = totals.clone(), seen
                 eval_seconds += time.perf_counter() - eval_start

@@ -11,16 +11,18 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra_optuna_studies import reporting
 from hydra_optuna_studies.contract import CONFIG_ARTIFACT, STUDY_TAG, TRIAL_TAG, TrialLink, masked
+from torch import nn
 
 from sweep.config import TrialConfig
-from sweep.data import load_dataset
+from sweep.data import Dataset, Split, load_dataset
 from sweep.errors import TrialDiverged
 from sweep.init import init_weights
 from sweep.measures import MEASURES
@@ -29,83 +31,176 @@ from sweep.objectives import EPOCH_METRICS
 from sweep.optimizers import build_optimizer
 from sweep.plots import learning_curves
 from sweep.tracking import TrialRun, flatten, git_commit, tracking_uri
-from sweep.train import EpochCallback, fit, resolve_device
+from sweep.train import EpochCallback, FitResult, evaluate_train, fit, resolve_device
 
 log = logging.getLogger(__name__)
 
 
-def run_trial(
-    cfg: TrialConfig, resolved: dict[str, Any], output_dir: Path, run_name: str, link: TrialLink | None = None,
-    hydra_run: dict[str, Any] | None = None,
-) -> dict[str, float]:
-    """Train and measure the model of ``cfg``; return its final metrics, also written to ``metrics.json``.
+@dataclass(frozen=True)
+class TrialJob:
+    """What a trial needs from the Hydra job that composed it, captured while that job's context holds: a stacked
+    launcher prepares every job of its batch first, then trains them together outside any one job's context.
 
     ``resolved`` is the plain config as composed (logged as params and, with ``hydra_run``, the run folder a rerun
     writes to, as ``config.yaml``; every password masked). ``link`` is the sweep's trial this run is (None for a
     single run): its MLflow run nests under the sweep's, it reports its objective every epoch for pruning and records
     its final metrics with the trial (:mod:`hydra_optuna_studies.reporting`).
+    """
+
+    cfg: TrialConfig
+    resolved: dict[str, Any]
+    output_dir: Path
+    run_name: str
+    link: TrialLink | None = None
+    hydra_run: dict[str, Any] | None = None
+
+
+def run_trial(job: TrialJob) -> dict[str, float]:
+    """Train and measure the model of ``job``; return its final metrics, also written to ``metrics.json``.
+
     Raises :class:`TrialDiverged` when the loss blows up and ``optuna.TrialPruned`` when the sweep prunes it;
     the MLflow run is closed FAILED or KILLED with the reason either way.
     """
+    cfg = job.cfg
     device = resolve_device(cfg.train.device)
-    data = load_dataset(cfg.data, device)
-    train_split = data.train.head(cfg.data.train_subset)
-    for measure in MEASURES.values():  # what a measure cannot do with these data fails now, not after training
-        if measure.check and cfg.measures[measure.name].enabled:
-            measure.check(cfg.measures[measure.name], data)
-
+    data = checked_data(cfg, device)
     torch.manual_seed(cfg.train.seed)
     stats = (data.mean, data.std) if cfg.data.preprocess == "standardize" else None
     model = build_model(cfg.model, data.input_shape, data.num_classes, stats)
     init_weights(model, cfg.init)
     model.to(device)
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
-
-    experiment = (link and link.experiment) or cfg.mlflow.experiment or cfg.name
-    run = TrialRun(cfg.mlflow.enabled, tracking_uri(cfg.mlflow.tracking_uri), experiment)
-    params = flatten({k: v for k, v in resolved.items() if k != "report"})  # the report's layout is no setting
-    params = {k: masked(v) if isinstance(v, str) else v for k, v in params.items()}
-    run.start(run_name, params, _tags(cfg, device, link), link.parent_run_id if link else None)
-    rerun = {**resolved, "hydra": {"run": hydra_run}} if hydra_run else resolved
-    run.log_text(masked(_yaml(rerun)), CONFIG_ARTIFACT)
-    callbacks: list[EpochCallback] = [lambda m: run.log_epoch(_epoch_metrics(m), int(m["epoch"]))]
-    on_eval: list[EpochCallback] = [lambda m: run.log_epoch(_step_metrics(m), int(m["step"]))]
-    if link is not None and cfg.objective[0] in EPOCH_METRICS:
-        callbacks.append(lambda m: reporting.report(m[cfg.objective[0]], step=int(m["epoch"])))
-    started = time.perf_counter()
+    trial = Tracked(job, device)
     try:
-        with _progress(cfg.train.epochs, run_name, quiet=link is not None) as show:
-            result = fit(model, optimizer, data, train_split, cfg.train, [*callbacks, show], on_eval)
-        metrics = {k: v for k, v in result.history[-1].items() if k != "epoch_seconds"}
-        metrics["epochs"] = metrics.pop("epoch")
-        metrics["steps"] = metrics.pop("step")
-        metrics["train_seconds"] = time.perf_counter() - started
-        for measure in MEASURES.values():
-            if cfg.measures[measure.name].enabled:
-                metrics.update(measure(model, data, cfg.measures[measure.name]))
+        with _progress(cfg.train.epochs, job.run_name, quiet=job.link is not None) as show:
+            result = fit(model, optimizer, data, train_split(cfg, data), cfg.train, [trial.on_epoch, show],
+                         [trial.on_eval])
+        del optimizer
+        return trial.finish(result, model, data, time.perf_counter() - trial.started)
     except BaseException as error:
-        _close_failed(run, error)
+        trial.fail(error)
         raise
     finally:
-        del optimizer
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
-    history = {"epochs": result.history, "evaluations": result.evaluations}
-    reporting.record(metrics, history)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(output_dir / "metrics.json", metrics)
-    _write_json(output_dir / "history.json", history)
-    curves = learning_curves(result.history, output_dir / "learning_curves.png", title=run_name)
-    if cfg.train.checkpoint != "none":
-        torch.save(result.best_state or model.state_dict(), output_dir / "model.pt")
-    final = {f"final_{k}": v for k, v in metrics.items()}
-    run.log(final, tags={"sweep.stopped": result.stopped})
-    run.log_file(output_dir / "metrics.json")
-    run.log_file(output_dir / "history.json")
-    run.log_file(curves)
-    run.end("FINISHED")
-    return metrics
+
+def run_stack(jobs: Sequence[TrialJob]) -> list[dict[str, float] | Exception]:
+    """The trials of ``jobs`` (one :func:`~sweep.stacked.key.stack_key`) trained as one stacked model
+    (:mod:`sweep.stacked`), each keeping what :func:`run_trial` gives a trial: its MLflow run, its reports to the
+    study, its measures on its own final model, its files. Returns each trial's metrics, or the exception that ended
+    it (it diverged, was pruned, or its objective could not be measured), in order; the others are not affected.
+    """
+    from sweep.stacked.loop import fit_stacked
+
+    cfg = jobs[0].cfg
+    device = resolve_device(cfg.train.device)
+    data = checked_data(cfg, device)
+    trials = [Tracked(job, device, stack=len(jobs)) for job in jobs]
+    try:
+        outcomes = fit_stacked([job.cfg for job in jobs], data, [t.on_epoch for t in trials],
+                               [t.on_eval for t in trials])
+    except BaseException as error:  # the whole stack stopped (interrupted, out of memory): every trial with it
+        for trial in trials:
+            trial.fail(error)
+        raise
+    seconds = time.perf_counter() - trials[0].started  # the stack's: its trials trained together
+    results: list[dict[str, float] | Exception] = []
+    for trial, outcome in zip(trials, outcomes, strict=True):
+        try:
+            if isinstance(outcome, Exception):
+                raise outcome
+            results.append(trial.finish(outcome.result, outcome.model, data, seconds))
+        except Exception as error:  # noqa: BLE001 - one trial's end is its own
+            trial.fail(error)
+            results.append(error)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return results
+
+
+def checked_data(cfg: TrialConfig, device: torch.device) -> Dataset:
+    """The trial's data set, with what a measure cannot do with it refused now rather than after training."""
+    data = load_dataset(cfg.data, device)
+    for measure in MEASURES.values():
+        if measure.check and cfg.measures[measure.name].enabled:
+            measure.check(cfg.measures[measure.name], data)
+    return data
+
+
+def train_split(cfg: TrialConfig, data: Dataset) -> Split:
+    """The training examples the trial trains on (``data.train_subset``: the first N of the pre-shuffled split)."""
+    return data.train.head(cfg.data.train_subset)
+
+
+class Tracked:
+    """One trial's record keeping around its training: its MLflow run (started here), its per-epoch logging and
+    reports to the sweep's study, and, once trained, its measures, metrics and files (:meth:`finish`) or its
+    failure (:meth:`fail`). Training itself, alone or in a stack, happens between."""
+
+    def __init__(self, job: TrialJob, device: torch.device, stack: int = 1) -> None:
+        cfg = job.cfg
+        self.job = job
+        self.reporter = reporting.Reporter(job.link) if job.link is not None else None
+        experiment = (job.link and job.link.experiment) or cfg.mlflow.experiment or cfg.name
+        self.run = TrialRun(cfg.mlflow.enabled, tracking_uri(cfg.mlflow.tracking_uri), experiment)
+        params = flatten({k: v for k, v in job.resolved.items() if k != "report"})  # the report's layout: no setting
+        params = {k: masked(v) if isinstance(v, str) else v for k, v in params.items()}
+        tags = _tags(cfg, device, job.link)
+        if stack > 1:
+            tags["sweep.stack"] = str(stack)  # trained in a stack of this many trials (hydra/launcher=stacked)
+        self.run.start(job.run_name, params, tags, job.link.parent_run_id if job.link else None)
+        rerun = {**job.resolved, "hydra": {"run": job.hydra_run}} if job.hydra_run else job.resolved
+        self.run.log_text(masked(_yaml(rerun)), CONFIG_ARTIFACT)
+        self.started = time.perf_counter()
+
+    def on_epoch(self, metrics: dict[str, float]) -> None:
+        """Log an epoch's metrics; report the objective to the study (which may prune: ``optuna.TrialPruned``)."""
+        self.run.log_epoch({k: v for k, v in metrics.items() if k not in ("epoch", "step")}, int(metrics["epoch"]))
+        objective = self.job.cfg.objective[0]
+        if self.reporter is not None and objective in EPOCH_METRICS:
+            self.reporter.report(metrics[objective], step=int(metrics["epoch"]))
+
+    def on_eval(self, row: dict[str, float]) -> None:
+        """An evaluation between epochs, logged against the optimizer step under ``step/`` (MLflow charts the
+        group)."""
+        self.run.log_epoch({f"step/{k}": v for k, v in row.items() if k != "step"}, int(row["step"]))
+
+    def finish(self, result: FitResult, model: nn.Module, data: Dataset, train_seconds: float) -> dict[str, float]:
+        """Measure the trained ``model``, record and write its metrics and history, close the run FINISHED."""
+        cfg = self.job.cfg
+        metrics = {k: v for k, v in result.history[-1].items() if k != "epoch_seconds"}
+        metrics["epochs"] = metrics.pop("epoch")
+        metrics["steps"] = metrics.pop("step")
+        metrics["train_seconds"] = train_seconds
+        trained_on = replace(data, train=train_split(cfg, data))  # measures on "train" see what it trained on
+        metrics.update(evaluate_train(model, trained_on.train, cfg.train.eval_batch_size))
+        for measure in MEASURES.values():
+            if cfg.measures[measure.name].enabled:
+                metrics.update(measure(model, trained_on, cfg.measures[measure.name]))
+        history = {"epochs": result.history, "evaluations": result.evaluations}
+        if self.reporter is not None:
+            self.reporter.record(metrics, history)
+        output_dir = self.job.output_dir
+        output_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(output_dir / "metrics.json", metrics)
+        _write_json(output_dir / "history.json", history)
+        curves = learning_curves(result.history, output_dir / "learning_curves.png", title=self.job.run_name)
+        if cfg.train.checkpoint != "none":
+            torch.save(result.best_state or model.state_dict(), output_dir / "model.pt")
+        self.run.log({f"final_{k}": v for k, v in metrics.items()}, tags={"sweep.stopped": result.stopped})
+        for path in (output_dir / "metrics.json", output_dir / "history.json", curves):
+            self.run.log_file(path)
+        self.run.end("FINISHED")
+        return metrics
+
+    def fail(self, error: BaseException) -> None:
+        """Close the run as the study will see the trial: KILLED when pruned or interrupted, else FAILED (the
+        sweeper tags the state it gives the trial)."""
+        pruned = type(error).__name__ == "TrialPruned"
+        interrupted = isinstance(error, KeyboardInterrupt)
+        self.run.log(tags={"sweep.diverged": isinstance(error, TrialDiverged)})
+        self.run.end("KILLED" if pruned or interrupted else "FAILED", reason=str(error) or type(error).__name__)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -113,24 +208,6 @@ def _write_json(path: Path, data: Any) -> None:
     partial = path.with_suffix(".json.partial")
     partial.write_text(json.dumps(reporting.strict(data), indent=2, allow_nan=False))
     partial.replace(path)
-
-
-def _close_failed(run: TrialRun, error: BaseException) -> None:
-    """Close the run as the study will see the trial: KILLED when pruned or interrupted, else FAILED (a sweeper
-    tags the state it gives the trial)."""
-    pruned = type(error).__name__ == "TrialPruned"
-    interrupted = isinstance(error, KeyboardInterrupt)
-    run.log(tags={"sweep.diverged": isinstance(error, TrialDiverged)})
-    run.end("KILLED" if pruned or interrupted else "FAILED", reason=str(error) or type(error).__name__)
-
-
-def _epoch_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    return {k: v for k, v in metrics.items() if k not in ("epoch", "step")}
-
-
-def _step_metrics(row: dict[str, float]) -> dict[str, float]:
-    """An evaluation between epochs, logged against the optimizer step under ``step/`` (MLflow charts the group)."""
-    return {f"step/{k}": v for k, v in row.items() if k != "step"}
 
 
 def _tags(cfg: TrialConfig, device: torch.device, link: TrialLink | None) -> dict[str, str]:

@@ -7,7 +7,7 @@ each job (HydraConfig, the working directory, logging), so its trials run one af
 data a trial loads stay loaded for the next. A launcher that runs jobs elsewhere (joblib's processes, SLURM through
 submitit) gets one thread per slot, each calling ``launch`` with its own trial. A launcher that gains from many jobs
 at once (it sets ``SWEEP_BATCHES = True``: a stacked launcher trains them as one model) gets up to ``n_jobs`` at a
-time.
+time, or, where ``n_jobs`` is 1, up to the launcher's own ``batch``.
 
 Ctrl-C and SIGTERM (``docker stop``, ``scancel``) stop the loop the same way: the trials in flight are recorded FAIL
 ("interrupted" or "terminated"), the launcher's worker processes are shut down, and the signal's exception goes on.
@@ -30,6 +30,7 @@ from typing import Any
 from hydra.core.utils import JobReturn, JobStatus
 
 from hydra_optuna_studies.errors import SweepError
+from hydra_optuna_studies.results import param_text
 from hydra_optuna_studies.search_space import override_text
 
 from ._claims import DONE, WAIT
@@ -150,7 +151,8 @@ class TrialLoop:
     def _batch(self) -> bool:
         """Up to n_jobs claims launched together; False once the study needs no more."""
         trials: list[Any] = []
-        while len(trials) < self._n_jobs:
+        size = self._n_jobs if self._n_jobs > 1 else getattr(self._launcher, "batch", 1)
+        while len(trials) < size:
             claim = self._claim()
             if claim is DONE or claim is WAIT:
                 break
@@ -185,7 +187,7 @@ class TrialLoop:
     def _launch(self, trials: list[Any]) -> list[JobReturn]:
         overrides = [self._overrides(trial) for trial in trials]
         for trial in trials:  # the trial and what was swept for it: the rest is in its folder and run
-            log.info("Trial %d: %s", trial.number, " ".join(f"{k}={override_text(v)}" for k, v in trial.params.items()))
+            log.info("Trial %d: %s", trial.number, " ".join(f"{k}={_text(v)}" for k, v in trial.params.items()))
         try:
             return list(self._launcher.launch(overrides, initial_job_idx=trials[0].number))
         except OSError as error:
@@ -202,6 +204,11 @@ class TrialLoop:
         self.returns.append((trial.number, ret))
         if self.outcome.exceeded:
             self._stopping.set()
+
+
+def _text(value: Any) -> str:
+    """A swept value in a trial's line: a sampled float to 6 significant digits, as the tables show it."""
+    return param_text(value) if isinstance(value, float) else override_text(value)
 
 
 def _failed_return(error: BaseException) -> JobReturn:
