@@ -59,6 +59,7 @@ def test_groups_are_complete() -> None:
         (["train.checkpoint=sometimes"], "train.checkpoint", "none, final, best"),
         (["deepfool.split=holdout"], "deepfool.split", "train, val, test"),
         (["objective=[accuracy]"], "objective", "val_acc"),
+        (["objective=[val_acc,val_acc]"], "objective", "val_acc is named twice"),
         (["deepfool.enabled=false", "objective=[deepfool_margin]"], "objective", "deepfool.enabled=true"),
         (["init=normal", "init.std=0"], "init.std", "> 0"),
     ],

@@ -436,3 +436,36 @@ def test_bad_input_in_a_folder_the_user_had_takes_back_only_what_hydra_wrote(tmp
     result = run_cli("optimizer.lr=-1", f"hydra.run.dir={mine}", cwd=tmp_path)
     assert result.returncode == 2
     assert sorted(p.name for p in mine.iterdir()) == ["notes.log"]  # .hydra/ and cli.log gone, the user's file kept
+
+
+@pytest.mark.skipif(subprocess.run(["unshare", "--mount", "true"]).returncode != 0,
+                    reason="needs permission to mount a tmpfs in a mount namespace")
+def test_an_mlflow_store_on_a_full_disk_is_one_warning_and_the_sweep_finishes(tmp_path: Path) -> None:
+    """The MLflow SQLite store on a 16 MB tmpfs that a file fills mid-sweep: every trial still completes in the
+    study, the loss of tracking is said once, in one line, without MLflow's SQL."""
+    import textwrap
+
+    from tests.conftest import SWEEP
+
+    script = tmp_path / "full.sh"
+    script.write_text(textwrap.dedent(f"""\
+        set -u
+        disk={tmp_path}/disk; mkdir -p $disk; mount -t tmpfs -o size=16m tmpfs $disk
+        export MLFLOW_TRACKING_URI=sqlite:///$disk/mlflow.db
+        cd {tmp_path}
+        {SWEEP} -m hydra/sweeper=optuna hydra.sweeper.sampler=grid name=full 'optimizer.lr=choice(0.01,0.02,0.05,0.1)' \\
+            train.epochs=8 deepfool.samples=20 > out.txt 2>&1 &
+        sweep=$!
+        until grep -q '"state":1' multirun/full/optuna.journal 2>/dev/null; do sleep 0.1; done
+        head -c 40M /dev/zero > $disk/filler 2>/dev/null
+        wait $sweep; echo $? > code.txt
+    """))
+    subprocess.run(["unshare", "--mount", "bash", str(script)], check=True, timeout=600)
+    output = (tmp_path / "out.txt").read_text()
+    assert (tmp_path / "code.txt").read_text().strip() == "0", output
+    states = [t.state for t in optuna.load_study(study_name="full", storage=fresh_storage(
+        str(tmp_path / "multirun" / "full" / "optuna.journal"))).trials]
+    assert states == [TrialState.COMPLETE] * 4
+    warned = [line for line in output.splitlines() if "MLflow logging to " in line]
+    assert len(warned) == 1, output
+    assert "[SQL:" not in output and "Traceback" not in output

@@ -89,3 +89,30 @@ def test_a_typo_in_a_storage_override_is_one_line_without_the_password(server: P
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "***" in result.stderr, result.stderr
     assert not _leaks(result.stdout + result.stderr)
+
+
+def test_an_mlflow_server_url_with_userinfo_is_used_and_masked(server: Postgres, tmp_path: Path) -> None:
+    """``MLFLOW_TRACKING_URI=http://user:pw@host:port`` (MLflow's client sends it as basic auth): the sweep's check of
+    the server reaches it (the userinfo is not taken for part of the host), and the password appears nowhere."""
+    from sweeper.tests.servers import mlflow_server
+
+    encoded = server.url.replace(f":{PASSWORD}@", f":{quote(PASSWORD, safe='')}@")
+    backend = fresh_database(encoded, "mlflow_userinfo").replace(quote(PASSWORD, safe=""), PASSWORD)
+    url, stop = mlflow_server(tmp_path / "mlflow-server", backend)  # the password reaches it as PGPASSWORD
+    (tmp_path / "run").mkdir()
+    try:
+        authed = url.replace("http://", f"http://sweep:{quote(PASSWORD, safe='')}@")
+        env = {**os.environ, "MLFLOW_TRACKING_URI": authed}
+        result = subprocess.run([SWEEP, "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid", "name=userinfo",
+                                 "optimizer.lr=choice(0.05,0.1)", "train.epochs=1", "deepfool.samples=20",
+                                 "data.train_subset=200"], cwd=tmp_path / "run", env=env, capture_output=True,
+                                text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "does not answer" not in result.stderr and "MLflow logging to " not in result.stdout + result.stderr
+        assert "http://sweep:***@" in result.stdout  # named, masked
+        output = (result.stdout + result.stderr).splitlines()
+        assert not _leaks("\n".join(output)), [line for line in output if _leaks(line)]
+        assert _files_holding(tmp_path / "run") == []
+        assert "trial_0" in _dump(server, "mlflow_userinfo")
+    finally:
+        stop()

@@ -245,6 +245,22 @@ def test_mlflow_parent_run_nests_trials_and_gets_the_best(tmp_path: Path) -> Non
     assert {"optimization_results.yaml", "trials.md"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
 
 
+def test_a_study_named_with_an_apostrophe_keeps_its_mlflow_run_on_resume(tmp_path: Path) -> None:
+    """MLflow's filter strings quote with ' : a study named bob's must still find its sweep's run when resumed."""
+    from mlflow import MlflowClient
+
+    for n_trials in (1, 2):
+        result = _sweep(tmp_path, "hydra.sweeper.sampler=grid", "optimizer.lr=choice(0.02,0.1)",
+                        f"hydra.sweeper.n_trials={n_trials}", name="\"bob's\"")
+        assert result.returncode == 0, result.stderr
+        assert "MLflow logging to " not in result.stdout + result.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("bob's").experiment_id
+    (parent,) = client.search_runs([experiment], "tags.`sweep.role` = 'sweep'")
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(r.data.tags["optuna.trial_number"] for r in children) == ["0", "1"]
+
+
 def test_a_whole_sweep_passes_under_python_W_error(tmp_path: Path) -> None:
     """Every warning an error, as Hydra's plugin test harness runs: the trials, MLflow, the report and figures."""
     import sys
@@ -264,3 +280,14 @@ def test_a_whole_sweep_passes_under_python_W_error(tmp_path: Path) -> None:
     (parent,) = client.search_runs([experiment], "tags.`sweep.role` = 'sweep'")
     assert parent.info.status == "FINISHED" and "best_val_acc" in parent.data.metrics
     assert (tmp_path / "multirun" / "strict" / "report" / "heatmap_test_acc.png").is_file()
+
+
+def test_a_joblib_sweep_prints_no_launcher_chatter(tmp_path: Path) -> None:
+    """joblib's launcher echoes its Parallel(...) settings and every job's overrides; a sweep shows one line a trial."""
+    result = _sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2",
+                    "hydra.sweeper.sampler=grid", "optimizer.lr=choice(0.02,0.1)", name="quiet")
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    for chatter in ("Joblib.Parallel", "Launching", "#0 :", "#1 :", "env_set"):
+        assert chatter not in output, chatter
+    assert len([line for line in output.splitlines() if "] Trial " in line]) == 2

@@ -368,6 +368,7 @@ class TrialConfig:
         check(len(self.objective) >= 1, "objective", f"needs at least one metric, allowed: {', '.join(METRICS)}")
         for metric in self.objective:
             check_choice(metric, "objective", METRICS)
+            check(self.objective.count(metric) == 1, "objective", f"{metric} is named twice; each objective once")
             measure = measure_of(metric)
             if measure is not None:
                 check(self.measures[measure.name].enabled, "objective", f"{metric} needs {measure.name}.enabled=true")

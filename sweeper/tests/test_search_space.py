@@ -263,6 +263,20 @@ def test_sweeps_that_cannot_be_meant_are_refused_in_one_line(params, arguments: 
     assert "\n" not in str(raised.value)
 
 
+@pytest.mark.parametrize("params", [{"x": "choice(1,2)"}, {"x": [{"when": {"y": 3}, "values": "choice(1,2)"},
+                                                                 {"when": {"y": 4}, "values": "choice(6,7)"}]}],
+                         ids=["sweep", "cases"])
+def test_a_command_line_value_pins_a_key_the_config_sweeps_and_says_so(params, caplog) -> None:
+    """``sweep -m +experiment=lr_bs_grid optimizer.lr=0.1``: the grid over lr becomes lr=0.1, in one info line."""
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        space = parse_search_space({**params, "y": "choice(3,4)"}, ["x=5"])
+    assert list(space.params) == ["y"] and "x=5" in space.fixed
+    (said,) = [r.getMessage() for r in caplog.records if "replaces" in r.getMessage()]
+    assert said.startswith("x=5: the command line's value replaces the config's sweep (") and "choice(1,2)" in said
+
+
 def test_a_plain_value_given_twice_is_hydras_last_one_wins() -> None:
     assert parse_search_space({}, ["x=1", "x=2"]).fixed == ["x=2"]
 

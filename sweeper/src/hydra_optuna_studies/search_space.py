@@ -25,6 +25,7 @@ exactly what the trial receives back.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 
 from hydra_optuna_studies.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -364,6 +367,12 @@ def parse_search_space(params: Mapping[str, Any] | None, arguments: list[str]) -
                               f"{override.input_line!r}: the last would silently replace the other; give it once")
         if key.startswith("hydra.") and override.is_sweep_override():
             raise ConfigError(key, f"Sweeping over Hydra's configuration is not supported : '{override.input_line}'")
+        config_sweep = (by_key[key].input_line if key in by_key and by_key[key].is_sweep_override()
+                        else " | ".join(text for _, text in cases[key]) if key in cases else None)
+        if config_sweep is not None and not override.is_sweep_override():  # pinning a swept key: said, not silent
+            log.info("%s: the command line's value replaces the config's sweep (%s)", override.input_line,
+                     config_sweep)
+            cases.pop(key, None)
         given[key] = by_key[key] = override
     swept: dict[str, Param] = {}
     fixed: list[str] = []
