@@ -10,6 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from sweeper.tests.helpers import wait_until
 from tests.conftest import fresh_storage
 
 pytestmark = pytest.mark.slow
@@ -285,21 +286,10 @@ def _ns_trials(cwd: Path) -> list:
     return optuna.load_study(study_name="ns", storage=fresh_storage(str(journal))).trials if journal.exists() else []
 
 
-def _until(condition, seconds: float = 120) -> None:
-    import time
-
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.3)
-    raise AssertionError("timed out")
-
-
 def _kill_mid_trial(process: subprocess.Popen, cwd: Path) -> None:
     import signal
 
-    _until(lambda: {TrialState.COMPLETE, TrialState.RUNNING} <= {t.state for t in _ns_trials(cwd)})
+    wait_until(lambda: {TrialState.COMPLETE, TrialState.RUNNING} <= {t.state for t in _ns_trials(cwd)})
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
 
@@ -349,7 +339,7 @@ def test_a_live_sweep_on_another_host_keeps_its_running_trial(tmp_path: Path) ->
            "hydra.sweeper.heartbeat_interval=1"]
     live = _namespaced(tmp_path, "box-a", *one)
     try:
-        _until(lambda: [t.state for t in _ns_trials(tmp_path)] == [TrialState.RUNNING])
+        wait_until(lambda: [t.state for t in _ns_trials(tmp_path)] == [TrialState.RUNNING])
         time.sleep(4)  # longer than three intervals: only the live beat keeps the trial
         other = _namespaced(tmp_path, "box-b", *one)
         output, _ = other.communicate(timeout=300)
@@ -453,8 +443,8 @@ def test_an_mlflow_store_on_a_full_disk_is_one_warning_and_the_sweep_finishes(tm
         disk={tmp_path}/disk; mkdir -p $disk; mount -t tmpfs -o size=16m tmpfs $disk
         export MLFLOW_TRACKING_URI=sqlite:///$disk/mlflow.db
         cd {tmp_path}
-        {SWEEP} -m hydra/sweeper=optuna hydra.sweeper.sampler=grid name=full 'optimizer.lr=choice(0.01,0.02,0.05,0.1)' \\
-            train.epochs=8 deepfool.samples=20 > out.txt 2>&1 &
+        {SWEEP} -m hydra/sweeper=optuna hydra.sweeper.sampler=grid name=full \\
+            'optimizer.lr=choice(0.01,0.02,0.05,0.1)' train.epochs=8 deepfool.samples=20 > out.txt 2>&1 &
         sweep=$!
         until grep -q '"state":1' multirun/full/optuna.journal 2>/dev/null; do sleep 0.1; done
         head -c 40M /dev/zero > $disk/filler 2>/dev/null

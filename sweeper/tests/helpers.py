@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 APPS = Path(__file__).parent / "apps"
@@ -27,3 +29,13 @@ def run_app(app: str, *args: str, cwd: Path, timeout: int = 300, python: str = s
     command = [python, "-W", "error", str(APPS / app / f"{app}.py"), *flags, "-m", f"hydra.sweep.dir={cwd}/sweep",
                *overrides]
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def wait_until(condition: Callable[[], object], seconds: float = 120) -> None:
+    """Poll ``condition`` until it holds: tests wait for what happens, not for a time that a loaded machine misses."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {seconds} s waiting for {getattr(condition, '__name__', 'a condition')}")

@@ -16,7 +16,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeper.tests.helpers import APPS, fresh_storage
+from sweeper.tests.helpers import APPS, fresh_storage, wait_until
 from sweeper.tests.servers import PG_PASSWORD, Postgres
 
 pytestmark = pytest.mark.slow
@@ -36,15 +36,6 @@ def _trials(storage: str, name: str = "sleepy") -> list[optuna.trial.FrozenTrial
         return []
 
 
-def _until(condition, seconds: float = 120) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting")
-
-
 def _said(err: str) -> list[str]:
     """What a failed sweep of a foreign app printed, less the hint Hydra adds under any error it reports."""
     return [line for line in err.splitlines() if line.strip() and not line.startswith("Set the environment variable")]
@@ -58,7 +49,7 @@ def test_a_database_away_for_20_s_mid_sweep_is_waited_out(tmp_path: Path) -> Non
     pg = Postgres()
     try:
         sweep = _start(tmp_path, f"hydra.sweeper.storage={pg.url}", "point=range(0,6)", "seconds=1.0")
-        _until(lambda: _states(pg.url).count(TrialState.COMPLETE) >= 2)
+        wait_until(lambda: _states(pg.url).count(TrialState.COMPLETE) >= 2)
         pg.stop()
         time.sleep(20)
         pg.resume()
@@ -77,7 +68,7 @@ def test_a_sqlite_storage_locked_by_another_process_is_waited_out(tmp_path: Path
     db = tmp_path / "study.db"
     storage = f"sqlite:///{db}"
     sweep = _start(tmp_path, f"hydra.sweeper.storage={storage}", "point=range(0,5)", "seconds=1.0")
-    _until(lambda: db.exists() and TrialState.COMPLETE in _states(storage))
+    wait_until(lambda: db.exists() and TrialState.COMPLETE in _states(storage))
     code = textwrap.dedent(f"""
         import sqlite3, time
         connection = sqlite3.connect({str(db)!r}, isolation_level=None)
@@ -101,7 +92,7 @@ def test_a_result_the_storage_cannot_take_is_kept_and_recorded_by_the_next_run(t
     args = [f"hydra.sweeper.storage={pg.url}", "hydra.sweeper.study_name=kept", "point=range(0,2)", "seconds=4.0"]
     try:
         sweep = _start(tmp_path, *args, "hydra.sweeper.storage_patience=3")
-        _until(lambda: TrialState.RUNNING in _states(pg.url, "kept"))
+        wait_until(lambda: TrialState.RUNNING in _states(pg.url, "kept"))
         pg.stop()  # while trial 0 sleeps: its result has nowhere to go
         out, err = sweep.communicate(timeout=300)
         assert sweep.returncode != 0
@@ -145,8 +136,8 @@ def test_a_joblib_worker_killed_fails_its_trial_with_the_reason_and_the_sweep_go
     journal = str(tmp_path / "sweep" / "optuna.journal")
     sweep = _start(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2",
                    "point=range(0,4)", "seconds=3.0")
-    _until(lambda: Path(journal).exists() and _states(journal).count(TrialState.RUNNING) == 2)
-    _until(lambda: _loky_workers(sweep.pid))  # trials are claimed before loky has spawned its processes
+    wait_until(lambda: Path(journal).exists() and _states(journal).count(TrialState.RUNNING) == 2)
+    wait_until(lambda: _loky_workers(sweep.pid))  # trials are claimed before loky has spawned its processes
     os.kill(_loky_workers(sweep.pid)[0], signal.SIGKILL)
     out, err = sweep.communicate(timeout=300)
     assert sweep.returncode == 0, out + err
@@ -178,7 +169,7 @@ def test_sigterm_fails_the_trials_in_flight_says_so_in_one_line_and_leaves_no_pr
     """What `docker stop` and `scancel` send."""
     journal = str(tmp_path / "sweep" / "optuna.journal")
     sweep = _start(tmp_path, *launcher, "point=range(0,4)", "seconds=20.0", new_session=True)
-    _until(lambda: Path(journal).exists() and TrialState.RUNNING in _states(journal))
+    wait_until(lambda: Path(journal).exists() and TrialState.RUNNING in _states(journal))
     time.sleep(1.0)  # the job is under way
     os.kill(sweep.pid, signal.SIGTERM)
     out, err = sweep.communicate(timeout=120)
@@ -188,7 +179,7 @@ def test_sigterm_fails_the_trials_in_flight_says_so_in_one_line_and_leaves_no_pr
     stopped = [t for t in _trials(journal) if t.state == TrialState.FAIL]
     assert stopped and {t.user_attrs["fail_reason"] for t in stopped} == {"terminated"}
     assert TrialState.RUNNING not in _states(journal)
-    _until(lambda: _session(sweep.pid) == [], seconds=30)  # no worker process left behind
+    wait_until(lambda: _session(sweep.pid) == [], seconds=30)  # no worker process left behind
 
 
 @pytest.mark.skipif(subprocess.run(["unshare", "--mount", "true"]).returncode != 0,
