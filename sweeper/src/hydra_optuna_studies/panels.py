@@ -3,9 +3,11 @@
 An app tells the sweeper what its report should show through ``StudySpec.report`` (the fields of
 :class:`ReportSpec`); the study keeps it (the ``app`` attribute), so ``sweep-report`` draws the same later.
 Everything else comes from the study's storage: each COMPLETE trial's recorded config (which labels it), its final
-metrics and its learning curves (``hydra_optuna_studies.reporting.record``). A panel is Markdown (tables a reader
-can check) plus a PNG; a panel whose data cannot support it (no trial has the metric, one value on an axis) is left
-out with a note saying why.
+metrics and its learning curves (``hydra_optuna_studies.reporting.record``). A FAIL trial that recorded metrics (its
+objective was not measurable, its test accuracy was) counts in the pivots, marked, and in the relations; the
+panels that rank trials by their objective (best per setting, curves) use COMPLETE trials only. A panel is
+Markdown (tables a reader can check) plus a PNG; a panel whose data cannot support it (no trial has the metric, one
+value on an axis) is left out with a note saying why.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ class LinesConfig:
 class ReportSpec:
     question: str = ""  # what the study asks: the report's first line
     pivots: list[PivotConfig] = field(default_factory=list)
-    correlations: list[str] = field(default_factory=list)  # Spearman rho of each metric with each numeric swept key
+    # How each metric depends on each numeric swept key: Spearman's rho, and its shape in words (relations.py).
+    correlations: list[str] = field(default_factory=list)
     curves: list[CurvesConfig] = field(default_factory=list)
     lines: list[LinesConfig] = field(default_factory=list)
     gaps: list[str] = field(default_factory=list)  # a training and a test metric and their gap per setting of these
@@ -63,13 +66,14 @@ class ReportSpec:
 
 @dataclass
 class Trial:
-    """One COMPLETE trial as the panels see it."""
+    """One COMPLETE trial, or FAIL trial that recorded metrics, as the panels see it."""
 
     number: int
     config: dict[str, Any]
     metrics: dict[str, float]  # final metrics; NaN where the trial could not measure one
     history: dict[str, list[dict[str, float]]]  # "epochs" and "evaluations" rows
-    score: float  # the first objective, signed so that larger is better
+    score: float  # the first objective, signed so that larger is better; NaN for a failed trial
+    failed: bool = False
 
     def get(self, key: str) -> Any:
         node: Any = self.config
@@ -115,7 +119,8 @@ def spec_of(study: Study) -> ReportSpec | None:
 
 
 def trials_of(study: Study) -> list[Trial]:
-    """The COMPLETE trials with a recorded config; their metrics are what they recorded and their objectives."""
+    """The COMPLETE trials with a recorded config, and the FAIL ones that also recorded metrics; their metrics are
+    what they recorded and their objectives."""
     from optuna.trial import TrialState
 
     from hydra_optuna_studies.results import objective_names
@@ -123,13 +128,14 @@ def trials_of(study: Study) -> list[Trial]:
     sign = 1.0 if study.directions[0].name == "MAXIMIZE" else -1.0
     names = objective_names(study)
     found = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if CONFIG_ATTR not in t.user_attrs:
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+        failed = t.state == TrialState.FAIL
+        if CONFIG_ATTR not in t.user_attrs or (failed and not t.user_attrs.get(METRICS_ATTR)):
             continue
-        recorded = {**(t.user_attrs.get(METRICS_ATTR) or {}), **dict(zip(names, t.values, strict=True))}
+        recorded = {**(t.user_attrs.get(METRICS_ATTR) or {}), **dict(zip(names, t.values or (), strict=False))}
         metrics = {k: math.nan if v is None else float(v) for k, v in recorded.items()}
         found.append(Trial(t.number, t.user_attrs[CONFIG_ATTR], metrics, t.user_attrs.get(HISTORY_ATTR) or {},
-                           sign * t.values[0]))
+                           math.nan if failed else sign * t.values[0], failed))
     return found
 
 
@@ -138,6 +144,7 @@ def write_panels(study: Study, spec: ReportSpec, out: Path) -> Panels:
     from hydra_optuna_studies.results import app_of
 
     trials = trials_of(study)
+    complete = [t for t in trials if not t.failed]
     beside = app_of(study).get("beside", {})
     panels = Panels([f"## {spec.question}" if spec.question else "## Answer", ""], [])
     if not trials:
@@ -147,13 +154,13 @@ def write_panels(study: Study, spec: ReportSpec, out: Path) -> Panels:
     makers: list[Callable[[], None]] = [
         *(lambda p=p: _pivot(trials, p, beside, out, panels) for p in spec.pivots),
         *(lambda m=m: _correlations(trials, m, swept, panels) for m in spec.correlations),
-        *(lambda c=c: _curves(trials, c, out, panels) for c in spec.curves),
-        *(lambda g=g: _lines(trials, g, out, panels) for g in spec.lines),
+        *(lambda c=c: _curves(complete, c, out, panels) for c in spec.curves),
+        *(lambda g=g: _lines(complete, g, out, panels) for g in spec.lines),
     ]
     if spec.gaps:
-        makers.append(lambda: _gaps(trials, spec.gaps, spec.gap_metrics, panels))
+        makers.append(lambda: _gaps(complete, spec.gaps, spec.gap_metrics, panels))
     if spec.best_by:
-        makers.append(lambda: _best_by(trials, spec.best_by, _best_by_metrics(study), panels))
+        makers.append(lambda: _best_by(complete, spec.best_by, _best_by_metrics(study), panels))
     for make in makers:
         make()
     return panels
@@ -179,8 +186,9 @@ def _cell_key(value: Any) -> Any:
 
 def _pivot(trials: list[Trial], spec: PivotConfig, beside: dict[str, str], out: Path, panels: Panels) -> None:
     """Mean metric per (rows, columns) cell: a Markdown table and a heatmap per metric (a metric's heatmap writes
-    what it rests on, ``beside`` it, in each cell)."""
-    from hydra_optuna_studies.figures import heatmap
+    what it rests on, ``beside`` it, in each cell). A cell holding a failed trial's recorded value is marked ``†``."""
+    from hydra_optuna_studies.heatmaps import Grid, heatmap
+    from hydra_optuna_studies.results import FAILED_MARK
 
     rows = _sorted_values(_cell_key(t.get(spec.rows)) for t in trials)
     cols = _sorted_values(_cell_key(t.get(spec.columns)) for t in trials)
@@ -188,15 +196,17 @@ def _pivot(trials: list[Trial], spec: PivotConfig, beside: dict[str, str], out: 
         if not any(metric in t.metrics for t in trials):
             panels.markdown += [f"No trial recorded `{metric}`: no table of it.", ""]
             continue
-        cells: dict[tuple[Any, Any], list[float]] = {}
+        cells = Grid()
         rates: dict[tuple[Any, Any], list[float]] = {}  # a margin's success rates, written into its heatmap
         rate = beside.get(metric)
         for t in trials:
             at = (_cell_key(t.get(spec.columns)), _cell_key(t.get(spec.rows)))
-            cells.setdefault(at, []).append(t.metrics.get(metric, math.nan))
+            cells.add(at, t.metrics.get(metric, math.nan), t.failed)
             rates.setdefault(at, []).append(t.metrics.get(rate, math.nan) if rate else math.nan)
-        table = [[_text(r), *(_fmt(_mean(cells[(c, r)])) if (c, r) in cells else "-" for c in cols)] for r in rows]
-        panels.markdown += [f"**{metric}** (mean per cell; n/m: not measurable; -: no complete trial)", ""]
+        table = [[_text(r), *(_fmt(_mean(cells.values[(c, r)])) + FAILED_MARK * ((c, r) in cells.failed)
+                              if (c, r) in cells.values else "-" for c in cols)] for r in rows]
+        panels.markdown += [f"**{metric}** (mean per cell; {FAILED_MARK}: includes a value recorded by a trial that "
+                            "did not complete; n/m: not measurable; -: no trial)", ""]
         panels.markdown += _table([f"{spec.rows} \\ {spec.columns}", *map(_text, cols)], table)
         if len(rows) > 1 and len(cols) > 1:
             path = out / f"pivot_{metric}_{spec.rows}_{spec.columns}.png"
@@ -206,27 +216,38 @@ def _pivot(trials: list[Trial], spec: PivotConfig, beside: dict[str, str], out: 
 
 
 def _correlations(trials: list[Trial], metric: str, swept: list[str], panels: Panels) -> None:
-    """Spearman's rank correlation of ``metric`` with each numeric swept key, with a 95% bootstrap interval."""
+    """How ``metric`` depends on each numeric swept key: Spearman's rank correlation with a 95% bootstrap interval,
+    and, since a rank correlation misses a relation that is not monotonic (a peak at a middle lr), the shape of the
+    relation in words (:func:`hydra_optuna_studies.relations.describe`). Failed trials count with the metrics they
+    recorded (a test accuracy measured before an objective proved not measurable)."""
     import numpy as np
 
-    rows = []
+    from hydra_optuna_studies.relations import describe
+
+    rows, sentences = [], []
     for key in swept:
-        pairs = [(t.get(key), t.metrics.get(metric, math.nan)) for t in trials]
-        pairs = [(float(x), y) for x, y in pairs
+        pairs = [(t.get(key), t.metrics.get(metric, math.nan), t.failed) for t in trials]
+        pairs = [(float(x), y, failed) for x, y, failed in pairs
                  if isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(y)]
-        if len(pairs) < 3 or len({x for x, _ in pairs}) < 2 or len({y for _, y in pairs}) < 2:
-            rows.append([key, "-", "-", str(len(pairs)), "too few distinct values to correlate"])
+        failed = sum(f for _, _, f in pairs)
+        counted = f"{len(pairs)} ({failed} failed)" if failed else str(len(pairs))
+        if len(pairs) < 3 or len({x for x, _, _ in pairs}) < 2 or len({y for _, y, _ in pairs}) < 2:
+            rows.append([key, "-", "-", counted, "too few distinct values to correlate"])
             continue
-        x, y = np.array(pairs).T
+        x, y = np.array([(x, y) for x, y, _ in pairs]).T
         rho, low, high = _spearman_with_interval(x, y)
         if len(pairs) < _MIN_FOR_INTERVAL:
-            rows.append([key, f"{rho:+.2f}", "-", str(len(pairs)), f"an interval needs {_MIN_FOR_INTERVAL}+ trials"])
+            rows.append([key, f"{rho:+.2f}", "-", counted, f"an interval needs {_MIN_FOR_INTERVAL}+ trials"])
             continue
-        note = "" if not (low <= 0 <= high) else "the interval includes 0: no clear relation"
-        rows.append([key, f"{rho:+.2f}", f"[{low:+.2f}, {high:+.2f}]", str(len(pairs)), note])
-    panels.markdown += [f"**Rank correlation of {metric} with each swept setting** (Spearman; 95% bootstrap "
-                        "interval over trials)", ""]
-    panels.markdown += _table(["setting", "rho", "95% interval", "trials", "note"], rows)
+        verdict, sentence = describe(x, y, metric, key, (low, high))
+        rows.append([key, f"{rho:+.2f}", f"[{low:+.2f}, {high:+.2f}]", counted, verdict])
+        sentences.append(f"- {metric} and {key}: {sentence}.")
+    panels.markdown += [f"**How {metric} depends on each swept setting** (Spearman's rho with a 95% bootstrap "
+                        "interval over trials; the shape from the trials grouped by the setting's value, each group "
+                        "as its mean (range))", ""]
+    panels.markdown += _table(["setting", "rho", "95% interval", "trials", "shape"], rows)
+    if sentences:
+        panels.markdown += [*sentences, ""]
 
 
 _MIN_FOR_INTERVAL = 8  # fewer trials make a bootstrap interval mostly noise
