@@ -11,6 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from hydra_optuna_studies.results import counted
 from optuna.trial import TrialState
 
 from tests.conftest import SWEEP, fresh_storage, run_cli
@@ -149,7 +150,7 @@ def test_multi_objective_reports_pareto_front(tmp_path: Path) -> None:
     results = yaml.safe_load((tmp_path / "multirun" / "s" / "optimization_results.yaml").read_text())
     front = {t["number"] for t in results["pareto_front"]}
     assert front == {t.number for t in study.best_trials} and front
-    assert f"Pareto front of {len(front)} trials: trial {min(front)} (val_acc " in result.stdout
+    assert f"Pareto front of {counted(len(front), 'trial')}: trial {min(front)} (val_acc " in result.stdout
     marked = {int(line.split("|")[2]) for line in result.stdout.splitlines() if line.startswith("| * ")}
     assert marked == front
     report = tmp_path / "multirun" / "s" / "report"  # a config to rerun per member of the front
@@ -229,15 +230,15 @@ def test_mlflow_parent_run_nests_trials_and_gets_the_best(tmp_path: Path) -> Non
     children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(r.data.tags["optuna.trial_number"] for r in children) == ["0", "1"]
     assert {r.data.tags["optuna.state"] for r in children} == {"COMPLETE"}
-    assert {r.info.run_name for r in children} == {"trial_0", "trial_1"}
+    assert {r.info.run_name for r in children} == {"trial_0 lr=0.02", "trial_1 lr=0.1"}  # swept values in names
     study = _study(tmp_path, "nested")
     assert parent.info.status == "FINISHED"
-    assert parent.data.metrics["best_val_acc"] == pytest.approx(study.best_value, rel=1e-5)
-    # the sweep's row in the MLflow view carries its best trial's final metrics; the trials' rows group with it
+    assert parent.data.metrics["best.val_acc"] == pytest.approx(study.best_value, rel=1e-5)
+    # the sweep's run carries its best trial's final metrics under best.* names: it never poses as a trial
     best_run = next(r for r in children if r.data.tags["optuna.trial_number"] == str(study.best_trial.number))
-    assert parent.data.metrics["final_val_acc"] == best_run.data.metrics["final_val_acc"]
-    for name in ("final_test_acc", "final_deepfool_margin", "final_deepfool_success_rate"):
-        assert parent.data.metrics.get(name) == best_run.data.metrics.get(name), name
+    for name in ("val_acc", "test_acc", "deepfool_margin", "deepfool_success_rate"):
+        assert parent.data.metrics.get(f"best.{name}") == best_run.data.metrics.get(f"final_{name}"), name
+    assert not any(k.startswith("final_") for k in parent.data.metrics)
     assert {r.data.tags["sweep.study"] for r in [parent, *children]} == {"nested"}
     assert parent.data.tags["best.optimizer.lr"] == str(study.best_params["optimizer.lr"])
     assert [r.data.tags.get("sweep.best") for r in children] == [
@@ -278,7 +279,7 @@ def test_a_whole_sweep_passes_under_python_W_error(tmp_path: Path) -> None:
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name("strict").experiment_id
     (parent,) = client.search_runs([experiment], "tags.`sweep.role` = 'sweep'")
-    assert parent.info.status == "FINISHED" and "best_val_acc" in parent.data.metrics
+    assert parent.info.status == "FINISHED" and "best.val_acc" in parent.data.metrics
     assert (tmp_path / "multirun" / "strict" / "report" / "heatmap_test_acc.png").is_file()
 
 

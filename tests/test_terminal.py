@@ -8,7 +8,11 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.conftest import SWEEP, run_cli
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tests.conftest import SWEEP, fresh_storage, run_cli
 
 
 def test_a_sweep_prints_one_line_per_trial_and_an_aligned_table(tmp_path: Path) -> None:
@@ -71,3 +75,32 @@ def test_a_single_run_ends_with_its_summary_line(tmp_path: Path) -> None:
     last = result.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"val_acc 0\.\d{4}, test_acc 0\.\d{4}, deepfool_margin \d\.\d{4}; all metrics: \S+/outputs/"
                         r"default/[\d_-]+/metrics\.json", last), last
+
+
+@pytest.mark.slow
+def test_a_failed_trial_row_shows_what_it_measured_marked_and_sampled_values_read_at_six_digits(tmp_path: Path) -> None:
+    """A trial failed for a margin it could not measure: its row shows its measured test accuracy and success rate
+    marked ``†`` (not ``-``, not as if they were results), its margin ``n/m†``; trial lines and the table show a
+    sampled learning rate at 6 significant digits; one member of the front is "1 trial"."""
+    result = run_cli("-m", "+experiment=quick/lr_bs_grid", "hydra/sweeper/sampler=random", "hydra.sweeper.seed=1",
+                     "hydra.sweeper.n_trials=4", "optimizer.lr=tag(log,interval(1e-5,0.5))", "train.batch_size=32",
+                     "train.epochs=1", "deepfool.samples=40", "deepfool.max_iter=1", "deepfool.min_share=0.6",
+                     "name=marked", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    study = optuna.load_study(study_name="marked", storage=fresh_storage(
+        str(tmp_path / "multirun" / "marked" / "optuna.journal")))
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed and len(failed) < len(study.trials)  # the lowest learning rates cannot be crossed in one step
+    for lr in re.findall(r"\] Trial \d+: optimizer\.lr=(\S+)$", output, re.MULTILINE):
+        assert lr == f"{float(lr):g}", lr  # 0.000911116, not 0.0009111159...
+    rows = {int(line.split("|")[2]): [c.strip() for c in line.split("|")[3:-1]]
+            for line in result.stdout.splitlines() if re.match(r"\| [ *] \| \d", line)}
+    assert {n: row[0] for n, row in rows.items()} == {t.number: f"{t.params['optimizer.lr']:g}" for t in study.trials}
+    for trial in failed:
+        measured = trial.user_attrs["metrics"]
+        assert rows[trial.number][1:5] == [f"{measured['test_acc']:.4f}†", "n/m†",
+                                           f"{measured['deepfool_success_rate']:.4f}†", "FAIL"]
+    assert "†: recorded by a trial that did not complete; not a result the study counts." in result.stdout
+    front = len(study.best_trials)
+    assert f"Pareto front of {front} trial{'s' if front > 1 else ''}: " in result.stdout

@@ -60,17 +60,22 @@ def test_metrics_reach_mlflow_with_six_significant_digits_and_an_accuracy_keeps_
         assert all(round(shown(k / n) * n) == k for k in range(0, n + 1, max(1, n // 997)))
 
 
-def test_the_sweep_view_sorts_and_aggregates_in_the_first_objectives_direction() -> None:
-    view = RunsView(params=["optimizer.lr", "train.batch_size"], columns=["final_val_loss", "final_test_acc"],
-                    ascending=True, charted=["final_val_loss", "final_deepfool_margin"], curves=["val_loss"])
+def test_the_sweep_view_shows_its_study_flat_in_the_first_objectives_direction_and_charts_complete_trials() -> None:
+    view = RunsView(study="bob's", params=["optimizer.lr", "train.batch_size"],
+                    columns=["final_val_loss", "final_test_acc"], ascending=True,
+                    charted=["val_loss", "deepfool_margin"], curves=["val_loss"], log_params=["optimizer.lr"])
     state = view.state()
-    assert state["orderByKey"] == "metrics.`final_val_loss`" and state["orderByAsc"] is True
-    assert state["groupBy"] == {"aggregateFunction": "min",
-                                "groupByKeys": [{"mode": "tag", "groupByData": "sweep.study"}]}
+    assert view.key == "sweep.bob_s" and state["searchFilter"] == 'tags.`sweep.study` = "bob\'s"'
+    assert state["orderByKey"] == "metrics.`complete.val_loss`" and state["orderByAsc"] is True  # failed last
+    assert state["groupBy"] is None  # no group row: it would show each column's max as if it were a config
     assert state["columnOrder"][:6] == ["0", "attributes.`Run Name`", "tags.`optuna.state`", "tags.`sweep.best`",
                                         "params.`optimizer.lr`", "params.`train.batch_size`"]
+    widths = state["columnWidths"]  # each header fits (8 px a character beside the sort and menu icons)
+    assert widths["metrics.`final_test_acc`"] >= 8 * len("final_test_acc") + 40
     scatter = [(c["xaxis"]["key"], c["yaxis"]["key"]) for c in state["compareRunCharts"] if c["type"] == "SCATTER"]
-    assert sorted(scatter) == sorted((p, m) for p in view.params for m in view.charted)
+    assert sorted(scatter) == sorted((x, f"complete.{m}") for x in ("log10 optimizer.lr", "train.batch_size")
+                                     for m in view.charted)  # lr on a log10 axis, only complete trials' values
     assert len({c["uuid"] for c in state["compareRunCharts"]}) == len(state["compareRunCharts"]) == 5
-    sections = {s["uuid"] for s in state["compareRunSections"]}
-    assert {c["metricSectionId"] for c in state["compareRunCharts"]} <= sections
+    sections = {s["uuid"]: s for s in state["compareRunSections"]}
+    assert {c["metricSectionId"] for c in state["compareRunCharts"]} <= set(sections)
+    assert {s["columns"] for s in sections.values()} == {2}  # two charts a row: titles and legends less cut

@@ -31,7 +31,7 @@ What each side writes, and the other reads:
   orphan's params; the study holds the pruner as the study user attribute ``pruner``, what the app told the sweeper
   about its study (:class:`StudySpec`) as ``app``, and the sweep's MLflow run as ``mlflow_run``;
 - a task that tracks its trial in MLflow nests the run under ``SWEEP_MLFLOW_PARENT_RUN``, tags it ``STUDY_TAG``
-  with the study's name (the sweep's MLflow view groups the runs by it) and ``optuna.trial_number``, and logs its
+  with the study's name (the sweep's MLflow view shows the runs so tagged) and ``optuna.trial_number``, and logs its
   config as the ``config.yaml`` artifact (``sweep-export --mlflow`` reads it); the sweeper tags the run with the
   trial's final state (``optuna.state``) once it has told the study, and closes it FAILED or KILLED when the study
   says the trial did not complete.
@@ -76,6 +76,8 @@ STUDY_TAG = "sweep.study"  # MLflow tag of the sweep's run and its trials' runs:
 CONFIG_ARTIFACT = "config.yaml"  # MLflow artifact of a trial's run: its config, as the app reads it
 FINAL_PREFIX = "final_"  # MLflow metrics of a trial's run: final_<metric>, the values it recorded
 STUDY_HOOK = "__sweep_study__"  # attribute of a task function: its describe(config) -> StudySpec
+LAUNCHER_BATCHES = "SWEEP_BATCHES"  # attribute of a launcher: True when it gains from many jobs at once (stacking)
+LAUNCHER_BATCH = "batch"  # attribute of such a launcher: how many jobs it takes at once where n_jobs is 1
 
 
 @dataclass(frozen=True)

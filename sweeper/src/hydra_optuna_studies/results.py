@@ -42,6 +42,8 @@ def state_counts(summary: dict[str, Any]) -> str:
 
 
 def _trial_row(trial: FrozenTrial, shown: list[str]) -> dict[str, Any]:
+    """One trial as the summary holds it; ``metrics``: what it recorded of the objectives and the ``shown`` metrics,
+    also when it did not complete (a failed trial's measured accuracy is kept, for the tables to show marked)."""
     duration = trial.duration.total_seconds() if trial.duration else None
     recorded = trial.user_attrs.get(METRICS_ATTR) or {}
     return {
@@ -76,6 +78,7 @@ def summarize(study: Study, storage_spec: str) -> dict[str, Any]:
         counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
     names = objective_names(study)
     shown = shown_metrics(study)
+    recorded = list(dict.fromkeys([*names, *shown]))
     best = best_trials(study)
     compatible: dict[str, Any]
     if len(study.directions) == 1:
@@ -92,8 +95,8 @@ def summarize(study: Study, storage_spec: str) -> dict[str, Any]:
         "shown": shown,
         "n_trials": len(trials),
         "states": counts,
-        ("best" if len(study.directions) == 1 else "pareto_front"): [_trial_row(t, shown) for t in best],
-        "trials": [_trial_row(t, shown) for t in trials],
+        ("best" if len(study.directions) == 1 else "pareto_front"): [_trial_row(t, recorded) for t in best],
+        "trials": [_trial_row(t, recorded) for t in trials],
     }
 
 
@@ -114,9 +117,19 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _param(value: Any) -> str:
-    """A swept value as the user wrote it (1e-05, 0.1, [512]); a sampled float to 6 significant digits."""
+def param_text(value: Any) -> str:
+    """A swept value as the user wrote it (1e-05, 0.1, [512]); a sampled float to 6 significant digits: what every
+    table, trial line and run name shows (the study and each trial's config keep the exact value)."""
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def counted(n: int, noun: str) -> str:
+    """"1 trial", "9 trials"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+FAILED_MARK = "†"  # after a value a failed (or pruned) trial recorded: measured, but not a result the study counts
+FAILED_LEGEND = f"{FAILED_MARK}: recorded by a trial that did not complete; not a result the study counts."
 
 
 def _rank(summary: dict[str, Any]) -> Any:
@@ -130,27 +143,46 @@ def _rank(summary: dict[str, Any]) -> Any:
     return rank
 
 
+def _cells(t: dict[str, Any], metrics: list[str], extra: list[str]) -> list[str]:
+    """A trial's objective and shown-metric cells. A complete trial's objectives are its values; a recorded metric
+    that could not be measured reads ``n/m``. A trial that did not complete shows what it recorded, each value
+    marked (a failed trial's test accuracy was measured even when its margin was not), ``-`` where it recorded
+    nothing."""
+    recorded = t.get("metrics", {})
+    complete = t["state"] == "COMPLETE"
+
+    def shown(m: str) -> str:
+        if m not in recorded:
+            return "n/m" if complete else "-"
+        return _fmt(math.nan if recorded[m] is None else recorded[m])  # strict JSON keeps "not measurable" as null
+
+    if t["values"]:
+        return [_fmt(v) for v in t["values"]] + [shown(m) for m in extra]
+    cells = [shown(m) for m in [*metrics, *extra]]
+    return cells if complete else [c if c == "-" else c + FAILED_MARK for c in cells]
+
+
 def format_table(summary: dict[str, Any]) -> str:
     """The trials as an aligned Markdown table, best first: params, objectives, the metrics the app shows beside them
-    (when recorded), state, seconds; ``*`` marks the best trial (or the Pareto front's members)."""
+    (when recorded), state, seconds; ``*`` marks the best trial (or the Pareto front's members), ``†`` a value
+    recorded by a trial that did not complete (a line under the table says so)."""
     metrics = summary["metrics"]
     recorded = {m for t in summary["trials"] for m in t.get("metrics", {})}
     extra = [m for m in summary.get("shown", []) if m not in metrics and m in recorded]
     param_names = sorted({k for t in summary["trials"] for k in t["params"]})
     best = {t["number"] for t in summary.get("best") or summary.get("pareto_front") or []}
     header = ["", "trial", *param_names, *metrics, *extra, "state", "seconds"]
-    rows = [header]
+    cells = [header]
     for t in sorted(summary["trials"], key=_rank(summary)):
-        values = t["values"] or [None] * len(metrics)
-        shown = [t.get("metrics", {}).get(m) for m in extra]
-        params = [_param(t["params"][p]) if p in t["params"] else "" for p in param_names]
+        params = [param_text(t["params"][p]) if p in t["params"] else "" for p in param_names]
         seconds = f"{t['duration_s']:.1f}" if t["duration_s"] is not None else "-"
-        rows.append(["*" if t["number"] in best else "", t["number"], *params, *values,
-                     *(math.nan if v is None and t["state"] == "COMPLETE" else v for v in shown), t["state"], seconds])
-    cells = [[_fmt(c) for c in row] for row in rows]
+        cells.append(["*" if t["number"] in best else "", str(t["number"]), *params, *_cells(t, metrics, extra),
+                      t["state"], seconds])
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in cells]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    if any(c.endswith(FAILED_MARK) for row in cells for c in row):
+        lines += ["", FAILED_LEGEND]
     return "\n".join(lines)
 
 
@@ -171,16 +203,17 @@ def result_sentence(summary: dict[str, Any]) -> str:
     """The sweep's result in one sentence: the best trial, or the Pareto front's members, with values and params;
     the terminal, the report and the MLflow parent run's description all say it this way."""
     counts = state_counts(summary)
+    total = counted(summary["n_trials"], "trial")
 
     def described(t: dict[str, Any]) -> str:
         values = ", ".join(f"{m} {_fmt(v)}" for m, v in zip(summary["metrics"], t["values"], strict=True))
-        params = " ".join(f"{k}={_param(v)}" for k, v in t["params"].items())
+        params = " ".join(f"{k}={param_text(v)}" for k, v in t["params"].items())
         return f"trial {t['number']} ({values}{'; ' + params if params else ''})"
 
     if summary.get("pareto_front"):
         members = "; ".join(described(t) for t in summary["pareto_front"])
-        front = len(summary["pareto_front"])
-        return f"Pareto front of {front} trials: {members}. Of {summary['n_trials']} trials ({counts})."
+        front = counted(len(summary["pareto_front"]), "trial")
+        return f"Pareto front of {front}: {members}. Of {total} ({counts})."
     if summary.get("best"):
-        return f"Best: {described(summary['best'][0])}. Of {summary['n_trials']} trials ({counts})."
-    return f"No complete trial yet: {summary['n_trials']} trials ({counts})."
+        return f"Best: {described(summary['best'][0])}. Of {total} ({counts})."
+    return f"No complete trial yet: {total} ({counts})."

@@ -47,13 +47,15 @@ def shown(value: float) -> float:
 def quiet_tracking() -> Iterator[None]:
     """MLflow's settings for the span of a sweep or a run, restored after: a tracking server that is down costs
     seconds, not MLflow's default minutes of retries, and its INFO lines ("Creating initial MLflow database
-    tables...") stay out unless Hydra's verbose mode asked for them."""
+    tables...") stay out unless Hydra's verbose mode asked for them. MLflow's own "View run ... at: <url>" lines
+    never print: the sweep names its runs itself, and MLflow's would show a password in the tracking URI."""
     env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-    saved_env = {k: os.environ.get(k) for k in env}
+    saved_env = {k: os.environ.get(k) for k in [*env, _NO_URL_PRINTS]}
     loggers = [logging.getLogger(name) for name in _LOGGERS]
     saved_levels = [logger.level for logger in loggers]
     for key, value in env.items():
         os.environ.setdefault(key, value)
+    os.environ[_NO_URL_PRINTS] = "true"
     _quiet_loggers()
     try:
         yield
@@ -67,7 +69,11 @@ def quiet_tracking() -> Iterator[None]:
             logger.setLevel(level)
 
 
-_LOGGERS = ("mlflow", "alembic")
+# MLflow's SQL store logs each failed statement as ERROR, with its SQL and parameters: the sweep says the same in
+# one line (Run.guard), once.
+_SQL_DUMPS = "mlflow.store.db.utils"
+_LOGGERS = ("mlflow", "alembic", _SQL_DUMPS)
+_NO_URL_PRINTS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 
 
 def _quiet_loggers() -> None:
@@ -76,7 +82,7 @@ def _quiet_loggers() -> None:
     for name in _LOGGERS:
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() > logging.DEBUG:
-            logger.setLevel(logging.WARNING)
+            logger.setLevel(logging.CRITICAL if name == _SQL_DUMPS else logging.WARNING)
 
 
 _CLIENTS: dict[str, MlflowClient] = {}

@@ -29,6 +29,7 @@ from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
 
+from hydra_optuna_studies.contract import LAUNCHER_BATCH, LAUNCHER_BATCHES
 from hydra_optuna_studies.errors import SweepError
 from hydra_optuna_studies.results import param_text
 from hydra_optuna_studies.search_space import override_text
@@ -115,7 +116,7 @@ class TrialLoop:
     def run(self) -> None:
         try:
             with sigterm_unwinds():
-                if getattr(self._launcher, "SWEEP_BATCHES", False):
+                if getattr(self._launcher, LAUNCHER_BATCHES, False):
                     while self._batch():
                         pass
                 elif self._n_jobs == 1 or _in_process(self._launcher):
@@ -151,7 +152,7 @@ class TrialLoop:
     def _batch(self) -> bool:
         """Up to n_jobs claims launched together; False once the study needs no more."""
         trials: list[Any] = []
-        size = self._n_jobs if self._n_jobs > 1 else getattr(self._launcher, "batch", 1)
+        size = self._n_jobs if self._n_jobs > 1 else getattr(self._launcher, LAUNCHER_BATCH, 1)
         while len(trials) < size:
             claim = self._claim()
             if claim is DONE or claim is WAIT:

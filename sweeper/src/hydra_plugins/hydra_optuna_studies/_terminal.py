@@ -108,11 +108,13 @@ class SweepProgress:
                     handler.setStream(proxy)
 
 
-def browse_lines(storage: str, mlflow_uri: str | None, view_url: str | None, mlflow_lost: bool = False) -> list[str]:
-    """The commands that open this sweep's results: the MLflow UI on its store (and the link to the sweep's view),
-    and optuna-dashboard on its study storage. Paths are absolute, so they work from any folder; a password in a
-    URL is masked (give it with the tool's own environment variable). A tracking store that failed during the sweep
-    is named as such, not offered as a place to look."""
+def browse_lines(storage: str, mlflow_uri: str | None, view_url: str | None, mlflow_lost: bool = False,
+                 sweeps_url: str | None = None) -> list[str]:
+    """The commands that open this sweep's results: the MLflow UI on its store (the link to the sweep's view, and
+    where the store holds other sweeps, the link that shows them side by side), and optuna-dashboard on its study
+    storage. Paths are absolute, so they work from any folder; a password in a URL is masked (give it with the
+    tool's own environment variable). A tracking store that failed during the sweep is named as such, not offered
+    as a place to look."""
     bin_dir = Path(sys.executable).parent
     lines = []
     if mlflow_uri is not None and mlflow_lost:
@@ -122,12 +124,16 @@ def browse_lines(storage: str, mlflow_uri: str | None, view_url: str | None, mlf
         uri = mlflow_uri
         if uri.startswith(("http://", "https://")):
             lines.append(f"MLflow: {masked(view_url or uri)}")
+            if sweeps_url:
+                lines.append(f"MLflow, this store's sweeps side by side: {masked(sweeps_url)}")
         else:
             if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
                 uri = "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
             lines.append(f"MLflow UI: {bin_dir / 'mlflow'} ui --backend-store-uri {masked(uri)} --port 5000")
             if view_url:
                 lines.append(f"  then open {view_url}")
+            if sweeps_url:
+                lines.append(f"  this store's sweeps side by side: {sweeps_url}")
     spec = storage if not is_journal(storage) else str(Path(storage).resolve())
     dashboard = bin_dir / "optuna-dashboard"
     prefix = str(dashboard) if dashboard.exists() else "pip install optuna-dashboard && optuna-dashboard"

@@ -9,7 +9,7 @@ from typing import Any
 
 from hydra_optuna_studies.contract import FINAL_PREFIX, MLFLOW_RUN_ATTR, masked
 from hydra_optuna_studies.storage import StudyLock
-from hydra_optuna_studies.sweep_run import RunsView, SweepRun
+from hydra_optuna_studies.sweep_run import RunsView, SweepRun, log_axis
 
 from ._plan import Plan
 
@@ -37,16 +37,29 @@ def open_sweep_run(plan: Plan, study: Any, lock: StudyLock) -> SweepRun | None:
 
 
 def runs_view(plan: Plan) -> RunsView:
-    """The sweep's MLflow view. Columns: each objective's final value (the sweep's own row: its best), then what the
-    app shows beside the objectives. Charts: the objectives and the metrics the app's tables rest on (a margin)
-    against each swept parameter; the app's per-epoch curves."""
+    """The sweep's MLflow view. Columns: each objective's final value, then what the app shows beside the
+    objectives. Charts: the objectives and the metrics the app's tables rest on (a margin) against each swept
+    parameter, on a log10 axis where the report's figures use a log axis; the app's per-epoch curves."""
     metrics = plan.names
     beside = plan.spec.beside
     shown = [m for name in plan.spec.shown for m in (name, beside.get(name)) if m and m not in metrics]
     charted = [*metrics, *(m for m in plan.spec.beside if m not in metrics)]
-    return RunsView(params=list(plan.space.params), columns=[f"{FINAL_PREFIX}{m}" for m in [*metrics, *shown]],
-                    ascending=plan.directions[0] == "minimize", charted=[f"{FINAL_PREFIX}{m}" for m in charted],
-                    curves=list(plan.spec.curves))
+    distributions = plan.space.distributions
+    return RunsView(study=plan.study_name, params=list(plan.space.params),
+                    columns=[f"{FINAL_PREFIX}{m}" for m in [*metrics, *shown]],
+                    ascending=plan.directions[0] == "minimize", charted=charted, curves=list(plan.spec.curves),
+                    log_params=[p for p, d in distributions.items() if log_axis(d)],
+                    value_chars={p: _value_chars(d) for p, d in distributions.items()})
+
+
+def _value_chars(distribution: Any) -> int:
+    """The longest value a param's column shows: its longest choice, an integer's bound, a stepped float's few
+    digits, a sampled float as the app logs it (full precision: up to 20 characters)."""
+    if hasattr(distribution, "choices"):
+        return max((len(str(c)) for c in distribution.choices), default=1)
+    if isinstance(distribution.high, int):
+        return len(str(distribution.high))
+    return 20 if distribution.step is None else 8
 
 
 def close_sweep_run(run: SweepRun, summary: dict[str, Any], table: str, report_dir: Path, last: bool) -> None:
