@@ -19,6 +19,7 @@ import contextlib
 import errno
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -38,16 +39,17 @@ from hydra_optuna_studies.contract import (
     with_secrets,
 )
 from hydra_optuna_studies.errors import SweepError
+from hydra_optuna_studies.live import LiveReport
 from hydra_optuna_studies.patience import ENV_PATIENCE, StorageUnavailable
-from hydra_optuna_studies.report import write_report
+from hydra_optuna_studies.report import RESULTS, write_report
 from hydra_optuna_studies.results import (
     best_trials,
+    counted,
     format_table,
     result_sentence,
     state_counts,
     summarize,
     ties,
-    write_yaml,
 )
 from hydra_optuna_studies.search_space import override_text
 from hydra_optuna_studies.storage import StudyLock, open_storage
@@ -72,6 +74,7 @@ log = logging.getLogger(__name__)
 class OptunaStudiesSweeper:
     def __init__(self, options: dict[str, Any]) -> None:
         self.settings = settings_of(options)
+        self.live: LiveReport | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -126,6 +129,9 @@ class OptunaStudiesSweeper:
             raise SweepError(f"no space left on the device ({error.filename or self.sweep_dir}): free some and rerun "
                              "the same command to resume; finished trials are kept") from None
         finally:
+            if self.live is not None:  # a sweep that stopped early: its page must not say it runs
+                self.live.close()
+                self.live = None
             optuna.logging.set_verbosity(verbosity)
             for key, value in saved.items():
                 if value is None:
@@ -149,10 +155,16 @@ class OptunaStudiesSweeper:
         return parent
 
     def _progress(self, plan: Plan, study: Any, shown: bool = True) -> SweepProgress:
-        """Say what is left to run; the progress bar that counts it down (a started worker shows none)."""
+        """Say what is left to run; the progress bar that counts it down and the report's page, live while the sweep
+        runs (:mod:`hydra_optuna_studies.live`), named now so it can be opened at once (a started worker has
+        neither)."""
         todo = todo_of(study, plan)
         log.info("Study %r in %s: %d trial(s) to run, %s %s", plan.study_name, masked(plan.storage), todo,
                  "/".join(plan.directions), "/".join(plan.metrics or ["the task's return value"]))
+        if shown:
+            finished = progress_counts(study)[0]
+            self.live = LiveReport(plan.storage, plan.study_name, self.sweep_dir / "report", finished + todo, finished)
+            log.info("Report: %s (rewritten as trials finish)", self.live.page)
         return SweepProgress(todo if shown else 0, progress_counts(study)[0])
 
     def _supervise(self, plan: Plan, study: Any) -> list[list[JobReturn]]:
@@ -234,13 +246,14 @@ class OptunaStudiesSweeper:
 
     def _finish(self, study: Any, plan: Plan, parent: SweepRun | None) -> None:
         summary = summarize(study, masked(plan.storage))
-        results = self.sweep_dir / "optimization_results.yaml"
-        write_yaml(summary, results)
         report_dir = self.sweep_dir / "report"
-        write_report(study, summary, report_dir, plan.storage)
+        if not (self.live and self.live.final()):  # the live report's writer writes the final page, if it runs
+            write_report(study, summary, report_dir, plan.storage)
+        results = self.sweep_dir / RESULTS
+        shutil.copyfile(report_dir / RESULTS, results)  # the report's copy: one YAML dump, not two
         table = format_table(summary)
-        print(f"\nStudy {plan.study_name!r}: {summary['n_trials']} trials ({state_counts(summary)})\n{table}\n",
-              flush=True)
+        trials = counted(summary["n_trials"], "trial")
+        print(f"\nStudy {plan.study_name!r}: {trials} ({state_counts(summary)})\n{table}\n", flush=True)
         print(result_sentence(summary))
         if note := ties(summary):
             print(note)
@@ -248,7 +261,8 @@ class OptunaStudiesSweeper:
         if parent:
             close_sweep_run(parent, summary, table, report_dir, last=not others_running(study))
         lost = parent is not None and not parent.enabled
-        for line in browse_lines(plan.storage, parent.uri if parent else None, self.view_url, lost):
+        sweeps = parent.sweeps_url() if parent and not lost else None
+        for line in browse_lines(plan.storage, parent.uri if parent else None, self.view_url, lost, sweeps):
             print(line)
 
 
