@@ -47,6 +47,8 @@ bench: setup
 	$(BIN)/python benchmarks/trainer.py
 	$(BIN)/python benchmarks/deepfool.py
 	$(BIN)/python benchmarks/workers.py
+	$(BIN)/python benchmarks/stacked.py
+	$(BIN)/python benchmarks/report.py
 
 UI_HOST  ?= 127.0.0.1
 UI_PORT  ?= 5000

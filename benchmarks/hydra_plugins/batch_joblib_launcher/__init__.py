@@ -1,0 +1,1 @@
+"""The batch-synchronous baseline launcher of benchmarks/workers.py."""
