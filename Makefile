@@ -53,9 +53,11 @@ bench: setup
 UI_HOST  ?= 127.0.0.1
 UI_PORT  ?= 5000
 UI_STORE ?= sqlite:///mlflow.db
+UI_ARTIFACTS ?= mlartifacts
 ui: setup
 	@echo "MLflow UI: http://$(UI_HOST):$(UI_PORT)  (store: $(UI_STORE))"
-	$(BIN)/mlflow server --backend-store-uri $(UI_STORE) --host $(UI_HOST) --port $(UI_PORT) --workers 1
+	$(BIN)/mlflow server --backend-store-uri $(UI_STORE) --artifacts-destination $(UI_ARTIFACTS) --host $(UI_HOST) \
+		--port $(UI_PORT) --workers 1
 
 lint: setup
 	$(BIN)/ruff check .

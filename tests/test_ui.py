@@ -46,7 +46,8 @@ def _serve(folder: Path) -> Server:
     """`make ui` against a fresh SQLite store in ``folder`` on a free loopback port."""
     port = free_port()
     process = subprocess.Popen(
-        ["make", "-s", "-C", str(ROOT), "ui", f"UI_PORT={port}", f"UI_STORE=sqlite:///{folder}/server.db"],
+        ["make", "-s", "-C", str(ROOT), "ui", f"UI_PORT={port}", f"UI_STORE=sqlite:///{folder}/server.db",
+         f"UI_ARTIFACTS={folder}/artifacts"],  # the test's own folder, not the checkout's mlartifacts/
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, cwd=folder,
     )
     url = f"http://127.0.0.1:{port}"

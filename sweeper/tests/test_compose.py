@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -71,3 +73,18 @@ def test_a_config_handed_out_is_not_shared(loader) -> None:
     assert second.optimizer.lr == 0.2 and OmegaConf.is_missing(second.hydra.job, "num")
     assert second.hydra.overrides.task == ["optimizer.lr=0.2"]
     assert second.hydra.job.override_dirname == "optimizer.lr=0.2"
+
+
+def test_a_job_process_reuses_its_sweeps_compositions_from_job_to_job(loader) -> None:
+    """joblib sends each job its own pickled copy of the loader, to worker processes it keeps: the copies of one
+    sweep in one process share their compositions; another sweep's loader composes its own."""
+    master = loader.load_configuration("config", ["hydra/sweeper=optuna"], RunMode.MULTIRUN)
+    sweep = ReusingConfigLoader(CountingLoader(loader))
+    first, second = (pickle.loads(pickle.dumps(sweep)) for _ in range(2))  # two jobs of the sweep, one process
+    first.load_sweep_config(master, TRIALS["values"][0])
+    job = second.load_sweep_config(master, TRIALS["values"][1])
+    assert (first.calls, second.calls) == (1, 0)
+    assert OmegaConf.to_container(job) == OmegaConf.to_container(loader.load_sweep_config(master, TRIALS["values"][1]))
+    other = pickle.loads(pickle.dumps(ReusingConfigLoader(CountingLoader(loader))))
+    other.load_sweep_config(master, TRIALS["values"][2])
+    assert other.calls == 1

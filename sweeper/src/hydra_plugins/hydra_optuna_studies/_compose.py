@@ -9,12 +9,15 @@ keys) is composed by Hydra, and later trials of that shape start from a copy of 
 assignment, task-override list and override dirname (benchmarks/compose.py: 74 ms vs 7 ms a trial). A value is
 ``key=value`` or ``++key=value`` (how the sweeper sets each job's ``hydra.job.env_set``); anything else (a group
 choice that varies, ``+key``, ``~key``, ``key@pkg``, dict values) goes to Hydra unchanged.
+A launcher that composes in its job processes (joblib) gets a copy of the loader with every job; the copies of one
+sweep in one process share their compositions, so a process kept between jobs composes in full once per shape too.
 ``tests/test_compose.py`` checks the result equals Hydra's for each kind of override.
 """
 
 from __future__ import annotations
 
 import copy
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,15 +28,20 @@ from omegaconf import DictConfig, OmegaConf, flag_override
 
 from hydra_optuna_studies.contract import masked
 
+# In a launcher's job process (joblib's, kept between jobs): the compositions of the sweep whose jobs it runs. Each job
+# brings its own unpickled copy of the loader; without this, every copy would start empty and compose in full.
+_JOB_PROCESS: dict[str, dict[tuple, DictConfig]] = {}
+
 
 class ReusingConfigLoader:
     """Wraps Hydra's config loader; ``load_sweep_config`` reuses compositions, every other call is delegated."""
 
     def __init__(self, delegate: Any) -> None:
-        self._reset(delegate)
+        self._reset(delegate, uuid.uuid4().hex)
 
-    def _reset(self, delegate: Any) -> None:
+    def _reset(self, delegate: Any, sweep: str) -> None:
         self._delegate = delegate
+        self._sweep = sweep  # this loader's sweep (its master config), as its copies in job processes know it
         self._parser = OverridesParser.create()
         self._composed: dict[tuple, DictConfig] = {}  # shape -> a trial's config of that shape, as composed
 
@@ -44,10 +52,16 @@ class ReusingConfigLoader:
 
     def __getstate__(self) -> dict[str, Any]:
         """Launchers that run jobs in other processes (joblib) pickle the context: send the loader alone."""
-        return {"delegate": self._delegate}
+        return {"delegate": self._delegate, "sweep": self._sweep}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self._reset(state["delegate"])
+        """A copy in a job process: it shares that process's compositions of the same sweep (only the latest sweep's
+        are kept)."""
+        self._reset(state["delegate"], state["sweep"])
+        if self._sweep not in _JOB_PROCESS:
+            _JOB_PROCESS.clear()
+            _JOB_PROCESS[self._sweep] = {}
+        self._composed = _JOB_PROCESS[self._sweep]
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         """The job's config, as Hydra composes it, with any storage password masked (Hydra saves it to disk)."""
