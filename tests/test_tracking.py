@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hydra_optuna_studies.sweep_run import RunsView
 from mlflow import MlflowClient
 
@@ -23,7 +24,13 @@ def test_epoch_metrics_are_queued_and_all_arrive_by_the_end(tmp_path: Path) -> N
     assert client.get_run(run.id).info.status == "FINISHED"
 
 
-def test_a_store_that_fails_is_warned_about_once_and_the_run_gives_up(caplog) -> None:
+@pytest.fixture
+def no_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow retries a request with backoff for minutes; the tests of a store that fails need its first failure."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+
+
+def test_a_store_that_fails_is_warned_about_once_and_the_run_gives_up(caplog, no_retries: None) -> None:
     run = TrialRun(True, "http://127.0.0.1:9", "e")  # a tracking server that is not there
     run.start("r", {}, {})
     run.log({"x": 1.0})
@@ -36,7 +43,7 @@ def test_flatten_turns_nested_config_into_param_names() -> None:
     assert flatten({"a": {"b": 1, "c": {"d": [2]}}, "e": None}) == {"a.b": 1, "a.c.d": [2], "e": None}
 
 
-def test_a_store_that_failed_is_not_tried_again_by_later_runs() -> None:
+def test_a_store_that_failed_is_not_tried_again_by_later_runs(no_retries: None) -> None:
     import time
 
     first = TrialRun(True, "http://127.0.0.1:9", "e")

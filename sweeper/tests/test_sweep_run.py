@@ -201,3 +201,16 @@ def _report(tmp_path: Path) -> Path:
     folder.mkdir(exist_ok=True)
     (folder / "report.md").write_text("# report\n")
     return folder
+
+
+def test_a_sqlite_stores_artifacts_sit_beside_it_whatever_folder_the_sweep_runs_from(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    uri = f"sqlite:///{store}/m.db"
+    run = Run(True, uri, "beside")
+    run.start("a run", {}, {})
+    assert MlflowClient(uri).get_experiment_by_name("beside").artifact_location == (store / "mlruns").as_uri()
+    assert not (tmp_path / "elsewhere" / "mlruns").exists()

@@ -113,12 +113,21 @@ def experiment_id_of(client: MlflowClient, name: str) -> str:
     if found is not None:
         return found.experiment_id
     try:
-        return client.create_experiment(name, tags=EXPERIMENT_KIND)
+        return client.create_experiment(name, artifacts_beside(client.tracking_uri), tags=EXPERIMENT_KIND)
     except Exception:  # another worker created it between our two calls
         found = client.get_experiment_by_name(name)
         if found is None:
             raise
         return found.experiment_id
+
+
+def artifacts_beside(uri: str) -> str | None:
+    """Where a new experiment of a local SQLite store keeps its runs' artifacts: ``mlruns/`` beside the database,
+    whichever folder the sweep runs from (MLflow's own default is ``./mlruns`` of the folder that first created the
+    experiment). None for any other store: a server has its own artifact root."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///").split("?")[0]).resolve().parent / "mlruns").as_uri()
 
 
 _FAILED: set[str] = set()  # stores that failed in this process: later runs skip them instead of retrying each time
