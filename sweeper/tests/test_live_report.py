@@ -13,17 +13,16 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
 from hydra_optuna_studies.report import MARKDOWN, PAGE, Rendered, folder_lock, listed_files, publish, staging
 
-from sweeper.tests.helpers import APPS, fresh_storage
+from sweeper.tests.helpers import APPS, fresh_storage, wait_until
 from sweeper.tests.servers import PG_PASSWORD, fresh_database
 
 GATED = str(APPS / "gated" / "gated.py")
@@ -48,15 +47,6 @@ def comparable(page: str) -> str:
     drawn anew by every write) replaced by one placeholder. Nothing else in a page varies: no timestamp, and the
     trials' durations are the study's."""
     return PLOTLY_ID.sub("<id>", page)
-
-
-def _until(condition: Callable[[], object], seconds: float = 180) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting")
 
 
 def _text(path: Path) -> str:
@@ -187,9 +177,9 @@ def test_writers_at_the_same_moment_never_show_half_a_page_nor_a_mix_of_two_repo
 def test_the_page_shows_the_sweep_as_it_runs_and_ends_as_sweep_reports_page(tmp_path: Path) -> None:
     sweep, release = _sweep(tmp_path)
     page = tmp_path / "sweep" / "report" / PAGE
-    _until(lambda: "Starting: 0 of 6 trials finished" in _text(page))  # there at once, before any trial ends
+    wait_until(lambda: "Starting: 0 of 6 trials finished" in _text(page), 180)  # there at once, before any trial ends
     release.write_text("2")
-    _until(lambda: "Running: 2 of 6 trials finished, 1 running; best so far objective_0" in _text(page))
+    wait_until(lambda: "Running: 2 of 6 trials finished, 1 running; best so far objective_0" in _text(page), 180)
     live = page.read_text()
     assert _complete_rows(live) == 2 and "location.reload()},5000)" in live
     release.write_text("6")
@@ -215,7 +205,7 @@ def test_a_sweep_stopped_early_leaves_a_page_that_no_longer_reloads(tmp_path: Pa
     sweep, release = _sweep(tmp_path)
     page = tmp_path / "sweep" / "report" / PAGE
     release.write_text("1")
-    _until(lambda: "Running: 1 of 6 trials finished" in _text(page))
+    wait_until(lambda: "Running: 1 of 6 trials finished" in _text(page), 180)
     sweep.send_signal(signal.SIGTERM)
     sweep.communicate(timeout=120)
     assert sweep.returncode != 0
@@ -251,10 +241,10 @@ def _stop(server: subprocess.Popen) -> tuple[str, str]:
 def test_serve_shows_a_running_sweep_and_follows_it_to_its_end(tmp_path: Path) -> None:
     sweep, release = _sweep(tmp_path)
     journal = tmp_path / "sweep" / "optuna.journal"
-    _until(lambda: journal.is_file() and fresh_storage(str(journal)).get_all_studies())
+    wait_until(lambda: journal.is_file() and fresh_storage(str(journal)).get_all_studies(), 180)
     release.write_text("1")
-    _until(lambda: any(t.state.is_finished() for t in optuna.load_study(
-        study_name="gated", storage=fresh_storage(str(journal))).trials))
+    wait_until(lambda: any(t.state.is_finished() for t in optuna.load_study(
+        study_name="gated", storage=fresh_storage(str(journal))).trials), 180)
     server, line = _serve(str(journal), "--out", str(tmp_path / "sweep"))  # a folder with more than the report
     url = re.search(r"(http://\S+)", line).group(1)
     first = _get(url)
@@ -263,7 +253,7 @@ def test_serve_shows_a_running_sweep_and_follows_it_to_its_end(tmp_path: Path) -
     assert f"shown='{version}'" in first  # the page reloads when the server wrote a newer report
     release.write_text("6")
     assert sweep.wait(timeout=300) == 0
-    _until(lambda: _complete_rows(_get(url)) == 6)
+    wait_until(lambda: _complete_rows(_get(url)) == 6, 180)
     last = _get(url)
     assert "Running:" not in last and int(_get(url + "version")) > int(version)
     assert _get(url + "best.yaml").startswith("#")  # the report's other files are served beside it, ...
