@@ -72,14 +72,14 @@ def _wait_until_one_trial_done_and_one_training(cwd: Path, tracking_uri: str) ->
 
 @pytest.mark.parametrize(
     ("launcher", "sig"),
-    [("basic", signal.SIGINT), ("joblib", signal.SIGINT), ("basic", signal.SIGKILL)],
-    ids=["ctrl-c", "ctrl-c-joblib", "kill-9"],
+    [("basic", signal.SIGINT), ("joblib", signal.SIGINT), ("pool", signal.SIGINT), ("basic", signal.SIGKILL)],
+    ids=["ctrl-c", "ctrl-c-joblib", "ctrl-c-pool", "kill-9"],
 )
 def test_interrupted_sweep_leaves_study_consistent_and_resumes(tmp_path: Path, launcher: str, sig: int) -> None:
     grid = ["hydra.sweeper.sampler=grid", "optimizer.lr=choice(0.01,0.02,0.05,0.1)", "train.epochs=100",
             "deepfool.enabled=false", "data.train_subset=null"]
-    if launcher == "joblib":
-        grid += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"]
+    if launcher != "basic":
+        grid += [f"hydra/launcher={launcher}", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"]
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
     process = subprocess.Popen([SWEEP, "-m", "hydra/sweeper=optuna", "name=s", *grid], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)

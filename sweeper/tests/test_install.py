@@ -54,7 +54,8 @@ def test_a_foreign_apps_whole_workflow_runs_there(alone: Path, tmp_path: Path) -
             "hydra.sweeper.study_name=pruned", "lr=interval(0.01, 6.0)"]
     first = run_app("pruned", *args, "hydra.sweeper.n_trials=6", cwd=tmp_path, python=python)
     assert first.returncode == 0, first.stderr
-    again = run_app("pruned", *args, "hydra.sweeper.n_trials=9", cwd=tmp_path, python=python)
+    again = run_app("pruned", *args, "hydra.sweeper.n_trials=9", "hydra/launcher=pool", "hydra.sweeper.n_jobs=2",
+                    cwd=tmp_path, python=python)  # resumed, two at a time in the pool's processes
     assert again.returncode == 0, again.stderr
     assert "3 trial(s) to run" in again.stdout
     tools = alone / "bin"

@@ -130,12 +130,14 @@ def _loky_workers(pid: int) -> list[int]:
     return [child for child, command in _children(pid) if "loky" in command and "tracker" not in command]
 
 
-def test_a_joblib_worker_killed_fails_its_trial_with_the_reason_and_the_sweep_goes_on(tmp_path: Path) -> None:
-    """What the OOM killer does to a job's process: its trial (and the one loky takes down with it) fail saying so,
-    their params run again, and every point of the grid ends COMPLETE."""
+@pytest.mark.parametrize("launcher", [["hydra/launcher=pool"], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]],
+                         ids=["pool", "joblib"])
+def test_a_job_process_killed_fails_its_trial_with_the_reason_and_the_sweep_goes_on(tmp_path: Path,
+                                                                                    launcher: list[str]) -> None:
+    """What the OOM killer does to a job's process (loky's, under either launcher): its trial (and the one loky takes
+    down with it) fail saying so, their params run again, and every point of the grid ends COMPLETE."""
     journal = str(tmp_path / "sweep" / "optuna.journal")
-    sweep = _start(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2",
-                   "point=range(0,4)", "seconds=3.0")
+    sweep = _start(tmp_path, *launcher, "hydra.sweeper.n_jobs=2", "point=range(0,4)", "seconds=3.0")
     wait_until(lambda: Path(journal).exists() and _states(journal).count(TrialState.RUNNING) == 2)
     wait_until(lambda: _loky_workers(sweep.pid))  # trials are claimed before loky has spawned its processes
     os.kill(_loky_workers(sweep.pid)[0], signal.SIGKILL)
@@ -163,7 +165,9 @@ def _session(sid: int) -> list[int]:
 
 
 @pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                                           "hydra.sweeper.n_jobs=2"]], ids=["basic", "joblib"])
+                                           "hydra.sweeper.n_jobs=2"],
+                                      ["hydra/launcher=pool", "hydra.sweeper.n_jobs=2"]],
+                         ids=["basic", "joblib", "pool"])
 def test_sigterm_fails_the_trials_in_flight_says_so_in_one_line_and_leaves_no_process(tmp_path: Path,
                                                                                       launcher: list[str]) -> None:
     """What `docker stop` and `scancel` send."""

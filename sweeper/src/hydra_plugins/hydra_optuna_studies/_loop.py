@@ -4,10 +4,10 @@ its whole batch is done, so a batch of ``n_jobs`` would idle every slot behind t
 
 How the slots run follows the launcher. An in-process launcher (Hydra's basic one) changes process-wide state around
 each job (HydraConfig, the working directory, logging), so its trials run one after another in this thread, and the
-data a trial loads stay loaded for the next. A launcher that runs jobs elsewhere (joblib's processes, SLURM through
-submitit) gets one thread per slot, each calling ``launch`` with its own trial. A launcher that gains from many jobs
-at once (it sets ``SWEEP_BATCHES = True``: a stacked launcher trains them as one model) gets up to ``n_jobs`` at a
-time, or, where ``n_jobs`` is 1, up to the launcher's own ``batch``.
+data a trial loads stay loaded for the next. A launcher that runs jobs elsewhere (this package's pool, joblib's
+processes, SLURM through submitit) gets one thread per slot, each calling ``launch`` with its own trial. A launcher
+that gains from many jobs at once (it sets ``SWEEP_BATCHES = True``: a stacked launcher trains them as one model)
+gets up to ``n_jobs`` at a time, or, where ``n_jobs`` is 1, up to the launcher's own ``batch``.
 
 Ctrl-C and SIGTERM (``docker stop``, ``scancel``) stop the loop the same way: the trials in flight are recorded FAIL
 ("interrupted" or "terminated"), the launcher's worker processes are shut down, and the signal's exception goes on.
@@ -232,7 +232,8 @@ def _in_process(launcher: Any) -> bool:
 
 
 def _stop_worker_processes() -> None:
-    """Shut joblib's worker processes down now, if this sweep started any: left alone, loky keeps them for 300 s."""
+    """Shut the job processes down now, if this sweep started any (loky's, under the pool or joblib's launcher): left
+    alone, loky keeps them for 300 s."""
     loky = sys.modules.get("joblib.externals.loky.reusable_executor")
     executor = getattr(loky, "_executor", None)  # the one pool every joblib.Parallel of this process reuses
     if executor is not None:

@@ -40,13 +40,17 @@ def visible_gpus() -> list[str]:
 
 def worker_env(index: int, count: int, gpus: list[str]) -> dict[str, str]:
     """Worker ``index``'s environment: its GPU, its share of the CPU threads."""
-    env = {**os.environ, ENV_WORKER: str(index + 1)}
-    threads = str(max(1, (os.cpu_count() or 1) // count))
-    env.setdefault("OMP_NUM_THREADS", threads)
-    env.setdefault("MKL_NUM_THREADS", threads)
+    env = {**os.environ, **thread_share(count), ENV_WORKER: str(index + 1)}
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
     return env
+
+
+def thread_share(count: int) -> dict[str, str]:
+    """The CPU threads each of ``count`` processes sharing this machine may use (BLAS and OpenMP pools), unless the
+    environment says otherwise: without it every process would start one thread per core."""
+    threads = str(max(1, (os.cpu_count() or 1) // count))
+    return {var: os.environ.get(var, threads) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
 def run_workers(count: int, watch: Callable[[], None]) -> None:

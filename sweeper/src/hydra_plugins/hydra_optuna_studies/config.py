@@ -239,3 +239,13 @@ _store.store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provi
 for _name in SAMPLERS:  # plain dicts: a config may add the options of another class it names as _target_
     _store.store(group="hydra/sweeper/sampler", name=_name, node=OmegaConf.create(sampler_node(_name)),
                  provider="hydra-optuna-studies")
+
+
+@dataclass
+class PoolLauncherConf:
+    _target_: str = "hydra_plugins.hydra_optuna_studies.pool_launcher.PoolLauncher"
+    # Worker processes: by default the sweeper's slots (hydra.sweeper.n_jobs), else 1.
+    n_jobs: int = "${oc.select:hydra.sweeper.n_jobs,1}"  # type: ignore[assignment]
+
+
+_store.store(group="hydra/launcher", name="pool", node=PoolLauncherConf, provider="hydra-optuna-studies")
