@@ -88,3 +88,19 @@ def test_a_job_process_reuses_its_sweeps_compositions_from_job_to_job(loader) ->
     other = pickle.loads(pickle.dumps(ReusingConfigLoader(CountingLoader(loader))))
     other.load_sweep_config(master, TRIALS["values"][2])
     assert other.calls == 1
+
+
+def test_a_password_is_masked_in_full_compositions_and_in_their_copies(loader) -> None:
+    """Hydra writes each job's config to ``.hydra/``: a password from the master config stays masked in the copies
+    made from a kept composition, and one an override brings is masked where that override is."""
+    url = "postgresql://sweep:hunter2secret@db/optuna"
+    master = loader.load_configuration("config", ["hydra/sweeper=optuna", f"hydra.sweeper.storage='{url}'"],
+                                       RunMode.MULTIRUN)
+    reusing = ReusingConfigLoader(loader)
+    for lr in (0.1, 0.2):  # the first composed by Hydra, the second a copy
+        config = reusing.load_sweep_config(master, [f"optimizer.lr={lr}", f"tracking.experiment='{url}'"])
+        text = OmegaConf.to_yaml(config)
+        assert "hunter2secret" not in text and config.optimizer.lr == lr
+        assert config.hydra.sweeper.storage == config.tracking.experiment != url
+    clean = reusing.load_sweep_config(master, ["optimizer.lr=0.3", "tracking.experiment=plain"])
+    assert clean.tracking.experiment == "plain" and "hunter2secret" not in OmegaConf.to_yaml(clean)

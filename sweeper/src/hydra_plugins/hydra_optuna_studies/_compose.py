@@ -64,10 +64,9 @@ class ReusingConfigLoader:
         self._composed = _JOB_PROCESS[self._sweep]
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
-        """The job's config, as Hydra composes it, with any storage password masked (Hydra saves it to disk)."""
-        return scrubbed(self._compose(master_config, sweep_overrides))
-
-    def _compose(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        """The job's config, as Hydra composes it, with any password masked (Hydra saves it to disk). Compositions
+        are kept masked, so a copy is masked again only where an override it takes in (its own, or the command
+        line's ``hydra.`` ones) brings a password."""
         parsed = self._parser.parse_overrides(sweep_overrides)
         groups = set(master_config.hydra.runtime.choices)
         plain = [_is_value(o, groups) for o in parsed]
@@ -75,7 +74,7 @@ class ReusingConfigLoader:
         shape = tuple((o.key_or_group, "=") if v else (o.input_line, "") for o, v in zip(parsed, plain, strict=True))
         known = self._composed.get(shape)
         if known is None:
-            config = self._delegate.load_sweep_config(master_config, sweep_overrides)
+            config = scrubbed(self._delegate.load_sweep_config(master_config, sweep_overrides))
             self._composed[shape] = copy.deepcopy(config)
             return config
         config = copy.deepcopy(known)
@@ -89,7 +88,8 @@ class ReusingConfigLoader:
             overrides=task, kv_sep=naming.kv_sep, item_sep=naming.item_sep, exclude_keys=list(naming.exclude_keys)
         )
         OmegaConf.copy_cache(from_config=master_config, to_config=config)
-        return config
+        brought = [*sweep_overrides, *master_config.hydra.overrides.hydra]
+        return scrubbed(config) if any(masked(o) != o for o in brought) else config
 
 
 def scrubbed(config: DictConfig) -> DictConfig:
