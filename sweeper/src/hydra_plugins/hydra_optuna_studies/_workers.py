@@ -48,8 +48,11 @@ def worker_env(index: int, count: int, gpus: list[str]) -> dict[str, str]:
 
 def thread_share(count: int) -> dict[str, str]:
     """The CPU threads each of ``count`` processes sharing this machine may use (BLAS and OpenMP pools), unless the
-    environment says otherwise: without it every process would start one thread per core."""
-    threads = str(max(1, (os.cpu_count() or 1) // count))
+    environment says otherwise: without it every process would start one thread per core. The CPUs counted are those
+    this process may use (loky's count, as joblib's: affinity, cgroup quotas of Docker or SLURM)."""
+    from joblib.externals.loky import cpu_count
+
+    threads = str(max(1, cpu_count() // count))
     return {var: os.environ.get(var, threads) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 
 

@@ -4,12 +4,12 @@ Hydra's joblib launcher sends every job its whole context (the config loader, th
 singleton) and sets it up again in the worker: Hydra rescans its plugins and copies its singletons for each job,
 about 0.1 s on a 2-core CPU. Against trials of a fraction of a second, under the sweeper's slots (each launching
 one job at a time), that round trip is most of what keeps a slot idle. This launcher runs its jobs on the same
-engine (loky's reusable process pool, which joblib uses) but sends the context once per sweep, pickled once: a
+engine (joblib's reusable loky pool, shared with Hydra's joblib launcher) but pickles the context once per sweep: a
 worker process sets it up for the first job of a sweep it sees and reuses it for the next ones, as Hydra's basic
 launcher reuses its one process. With the context comes the sweep's environment (what a process started now would
-inherit: one kept from an earlier sweep has that sweep's), with the CPU threads split between the processes, as
-joblib splits them. What a job does to its process (a module's globals, a singleton it changes) is there for the
-next job of that process, as with joblib's reused processes.
+inherit: one kept from an earlier sweep has that sweep's); the CPU threads are split between the processes when
+they start, as joblib splits them. What a job does to its process (a module's globals, a singleton it changes) is
+there for the next job of that process, as with joblib's reused processes.
 
 Each job still goes through Hydra's ``run_job``: its own folder, ``.hydra/`` files, logging and callbacks.
 """
@@ -27,7 +27,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from joblib.externals.loky import get_reusable_executor
+from joblib.executor import get_memmapping_executor
 from omegaconf import DictConfig, open_dict
 
 from hydra_optuna_studies.errors import SweepError
@@ -55,7 +55,7 @@ class PoolLauncher(Launcher):
         """Run the jobs, up to ``n_jobs`` at once; return what each returned, in order. The sweeper's slots call
         this from several threads at once, one job each."""
         context = self._sweep_context()
-        executor = get_reusable_executor(max_workers=self.n_jobs)
+        executor = get_memmapping_executor(self.n_jobs, env=thread_share(self.n_jobs))  # joblib's, reused
         futures = [executor.submit(_execute_job, context, initial_job_idx + i, list(overrides))
                    for i, overrides in enumerate(job_overrides)]
         return [future.result() for future in futures]
@@ -79,7 +79,9 @@ def _execute_job(context: Context, idx: int, overrides: list[str]) -> JobReturn:
     """In a worker process: set the sweep's context up if this process has not yet, then run one job."""
     key, environ, pickled = context
     if key not in _CONTEXT:
-        os.environ.update(environ)  # first: unpickling the task imports the app (and its thread pools read these)
+        for name in set(os.environ) - set(environ):  # an earlier sweep's (its secrets among them)
+            del os.environ[name]
+        os.environ.update(environ)  # before unpickling the task, which imports the app
         hydra_context, config, task_function, singletons = cloudpickle.loads(pickled)
         setup_globals()
         Singleton.set_state(singletons)
