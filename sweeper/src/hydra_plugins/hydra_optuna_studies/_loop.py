@@ -24,6 +24,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,13 +190,17 @@ class TrialLoop:
         overrides = [self._overrides(trial) for trial in trials]
         for trial in trials:  # the trial and what was swept for it: the rest is in its folder and run
             log.info("Trial %d: %s", trial.number, " ".join(f"{k}={_text(v)}" for k, v in trial.params.items()))
+        if self._interrupted.is_set():  # Ctrl-C came while this slot claimed: its trial is recorded, nothing runs
+            return [_failed_return(KeyboardInterrupt()) for _ in trials]
         try:
             return list(self._launcher.launch(overrides, initial_job_idx=trials[0].number))
         except OSError as error:
             if error.errno == errno.ENOSPC:
                 raise  # a full disk stops the sweep (in one line); no trial is to blame
             return [_failed_return(LostJob(f"its job could not start ({error})")) for _ in trials]
-        except Exception as error:  # noqa: BLE001 - the launcher failed as a whole: the job's process died under it
+        except Exception as error:  # noqa: BLE001 - the launch failed as a whole
+            if not _process_died(error):
+                return [_failed_return(error) for _ in trials]  # around the task (its config, say): as it is
             lost = LostJob(f"its job's process died ({type(error).__name__}: {_first_line(error)}), killed or out "
                            "of memory; a job of another slot may have taken it down with it")
             return [_failed_return(lost) for _ in trials]
@@ -210,6 +215,12 @@ class TrialLoop:
 def _text(value: Any) -> str:
     """A swept value in a trial's line: a sampled float to 6 significant digits, as the tables show it."""
     return param_text(value) if isinstance(value, float) else override_text(value)
+
+
+def _process_died(error: Exception) -> bool:
+    """Whether the launcher says the job's process (or its node) went away: loky's broken pool (the pool, joblib),
+    submitit's uncompleted job (SLURM: killed, preempted, node lost; named, not imported: submitit is optional)."""
+    return isinstance(error, BrokenExecutor) or type(error).__name__ == "UncompletedJobError"
 
 
 def _failed_return(error: BaseException) -> JobReturn:
