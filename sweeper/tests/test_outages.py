@@ -4,8 +4,10 @@ worker killed with SIGKILL, SIGTERM to the sweep, a tmpfs filled up)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -64,11 +66,21 @@ def test_a_database_away_for_20_s_mid_sweep_is_waited_out(tmp_path: Path) -> Non
         pg.close()
 
 
+def _completed_read_only(db: Path) -> int:
+    """Complete trials in a SQLite study, read without writing (Optuna's reader would stamp its schema version
+    into a file the sweep may be creating at that very moment); 0 while it is not there yet."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
+            return connection.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
 def test_a_sqlite_storage_locked_by_another_process_is_waited_out(tmp_path: Path) -> None:
     db = tmp_path / "study.db"
     storage = f"sqlite:///{db}"
     sweep = _start(tmp_path, f"hydra.sweeper.storage={storage}", "point=range(0,5)", "seconds=1.0")
-    wait_until(lambda: db.exists() and TrialState.COMPLETE in _states(storage))
+    wait_until(lambda: _completed_read_only(db) > 0)
     code = textwrap.dedent(f"""
         import sqlite3, time
         connection = sqlite3.connect({str(db)!r}, isolation_level=None)

@@ -238,6 +238,7 @@ class StudyLock:
     @contextlib.contextmanager
     def _server_lock(self) -> Iterator[None]:
         from sqlalchemy import create_engine, text
+        from sqlalchemy.exc import DBAPIError
         from sqlalchemy.pool import NullPool
 
         if self._engine is None:
@@ -254,7 +255,11 @@ class StudyLock:
             try:
                 yield
             finally:
-                connection.execute(text(drop), arguments)
+                try:
+                    connection.execute(text(drop), arguments)
+                except DBAPIError as error:
+                    if not error.connection_invalidated:
+                        raise  # a server that went away mid-claim ended the session, and its lock with it
 
 
 _WARNED: set[str] = set()
