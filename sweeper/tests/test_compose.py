@@ -104,3 +104,15 @@ def test_a_password_is_masked_in_full_compositions_and_in_their_copies(loader) -
         assert config.hydra.sweeper.storage == config.tracking.experiment != url
     clean = reusing.load_sweep_config(master, ["optimizer.lr=0.3", "tracking.experiment=plain"])
     assert clean.tracking.experiment == "plain" and "hunter2secret" not in OmegaConf.to_yaml(clean)
+
+
+def test_a_password_in_a_config_file_stays_masked_in_every_copy(tmp_path) -> None:
+    """With no override bringing one, a copy is not masked again: the composition it is copied from must be."""
+    (tmp_path / "config.yaml").write_text("db: postgresql://sweep:hunter2secret@db/optuna\nlr: 0.1\n")
+    with initialize_config_dir(config_dir=str(tmp_path), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration("config", ["hydra/sweeper=optuna"], RunMode.MULTIRUN)
+        reusing = ReusingConfigLoader(loader)
+        for lr in (0.2, 0.3, 0.4):
+            config = reusing.load_sweep_config(master, [f"lr={lr}"])
+            assert config.lr == lr and "hunter2secret" not in OmegaConf.to_yaml(config)
