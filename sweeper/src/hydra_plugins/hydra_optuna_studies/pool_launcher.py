@@ -49,13 +49,14 @@ class PoolLauncher(Launcher):
         if self.n_jobs < 1:  # here, not in __init__: Hydra's instantiate would wrap the one line in three
             raise SweepError(f"hydra.launcher.n_jobs: the pool's worker processes, 1 or more (got {self.n_jobs})")
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
+        self._threads = thread_share(self.n_jobs)  # each process's share, set when it starts (and in its context)
         self._context = None
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         """Run the jobs, up to ``n_jobs`` at once; return what each returned, in order. The sweeper's slots call
         this from several threads at once, one job each."""
         context = self._sweep_context()
-        executor = get_memmapping_executor(self.n_jobs, env=thread_share(self.n_jobs))  # joblib's, reused
+        executor = get_memmapping_executor(self.n_jobs, env=self._threads)  # joblib's, reused
         futures = [executor.submit(_execute_job, context, initial_job_idx + i, list(overrides))
                    for i, overrides in enumerate(job_overrides)]
         return [future.result() for future in futures]
@@ -70,7 +71,7 @@ class PoolLauncher(Launcher):
                 configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
                 Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
                 state = (self.hydra_context, self.config, self.task_function, Singleton.get_state())
-                environ = {**os.environ, **thread_share(self.n_jobs)}
+                environ = {**os.environ, **self._threads}
                 self._context = (uuid.uuid4().hex, environ, cloudpickle.dumps(state))
             return self._context
 
