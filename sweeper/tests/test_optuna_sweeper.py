@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import _thread
+import itertools
+import threading
+import time
 from pathlib import Path
 
 import optuna
@@ -10,15 +14,16 @@ from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
-from hydra_optuna_studies.contract import RETRY_OF_ATTR, WORKER_ATTR, StudySpec
+from hydra_optuna_studies.contract import FAIL_REASON_ATTR, RETRY_OF_ATTR, WORKER_ATTR, StudySpec
 from hydra_optuna_studies.errors import ConfigError, SweepError
 from hydra_optuna_studies.instantiate import build
 from hydra_optuna_studies.storage import StudyLock, open_storage
 from hydra_plugins.hydra_optuna_studies._claims import DONE, WAIT, Claims
 from hydra_plugins.hydra_optuna_studies._compose import ReusingConfigLoader
 from hydra_plugins.hydra_optuna_studies._liveness import Heartbeat
-from hydra_plugins.hydra_optuna_studies._loop import Outcome
+from hydra_plugins.hydra_optuna_studies._loop import Outcome, TrialLoop
 from hydra_plugins.hydra_optuna_studies._plan import make_plan, settings_of
+from hydra_plugins.hydra_optuna_studies._sweeper import abandon_running
 from hydra_plugins.hydra_optuna_studies._tell import LostJob, outcome, tell
 from hydra_plugins.hydra_optuna_studies.config import PRUNERS, SAMPLERS, sampler_node
 from omegaconf import OmegaConf
@@ -212,6 +217,52 @@ def test_outcome_raises_with_reasons_when_every_trial_failed_or_the_rate_is_pass
     with pytest.raises(SweepError, match=r"every trial failed \(1\): E: b"):
         everything.raise_if_failed()
     Outcome(max_failure_rate=1.0, told=1, failures=["E: b"]).raise_if_failed()  # hydra-optuna-sweeper's meaning
+
+
+class _HeldLauncher:
+    """A launcher whose job runs until the test lets it go: a trial in flight when Ctrl-C comes."""
+
+    def __init__(self) -> None:
+        self.launched: list[list[list[str]]] = []
+        self.release = threading.Event()
+
+    def launch(self, job_overrides: list[list[str]], initial_job_idx: int) -> list[JobReturn]:
+        self.launched.append(job_overrides)
+        self.release.wait(timeout=60)
+        return [_job(1.0) for _ in job_overrides]
+
+
+def test_ctrl_c_while_a_slot_claims_leaves_no_trial_running(tmp_path: Path) -> None:
+    """The race of CI's ctrl-c-joblib failure: Ctrl-C reaches the loop while another slot is between asking for its
+    trial and beating for it. That trial must be failed with the one in flight, not left RUNNING."""
+    plan = _plan(tmp_path, ["x=interval(0, 1)"], n_trials=4)
+    study = optuna.create_study(study_name=plan.study_name, storage=open_storage(plan.storage, fresh=True))
+    claims = _claims(tmp_path, plan, study)
+    storage, study_id = claims._storage, claims._study_id
+    calls = itertools.count(1)
+
+    def claim():
+        if next(calls) == 2:  # the second slot's claim (the first slot's trial is in flight)
+            _thread.interrupt_main()  # Ctrl-C
+            time.sleep(0.5)  # the window in which the interrupted loop must not fail "what is in flight" yet
+        return claims.claim()
+
+    def abandon(reason: str) -> None:
+        abandon_running(study, storage, study_id, claims._heartbeat.running, reason)
+
+    launcher = _HeldLauncher()
+    loop = TrialLoop(launcher, 2, Outcome(None), claim, lambda trial: [f"x={trial.number}"], lambda t, r: None,
+                     abandon)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run()
+    launcher.release.set()
+    for thread in threading.enumerate():
+        if thread.name.startswith("sweep-slot"):
+            thread.join(timeout=30)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
+    assert {t.user_attrs[FAIL_REASON_ATTR] for t in trials} == {"interrupted"}
+    assert len(launcher.launched) == 1  # the trial claimed as Ctrl-C came never ran
 
 
 @pytest.mark.parametrize("name", sorted(set(SAMPLERS) - {"motpe", "grid"}))

@@ -40,6 +40,7 @@ from ._tell import LostJob
 
 log = logging.getLogger(__name__)
 WAIT_S = 1.0  # how long a slot with nothing to claim waits before it looks again
+CLAIM_WAIT_S = 10.0  # how long Ctrl-C waits for a claim under way (one stuck on a storage outage is not waited for)
 
 
 class Terminated(BaseException):
@@ -110,6 +111,7 @@ class TrialLoop:
         self._launcher, self._n_jobs, self.outcome = launcher, n_jobs, outcome
         self._claim, self._overrides, self._tell, self._abandon = claim, overrides, tell, abandon
         self._stopping = threading.Event()  # claim no more trials
+        self._claiming = threading.Lock()  # a claim, from its check of _stopping until its trial beats, or abandon()
         self._interrupted = threading.Event()  # Ctrl-C or SIGTERM: the trials in flight were recorded already
         self._errors: list[BaseException] = []
         self.returns: list[tuple[int, JobReturn]] = []  # (trial number, what its job returned)
@@ -129,7 +131,12 @@ class TrialLoop:
             self._stopping.set()
             if isinstance(error, KeyboardInterrupt | Terminated):
                 self._interrupted.set()
-                self._abandon("terminated" if isinstance(error, Terminated) else "interrupted")
+                claims_over = self._claiming.acquire(timeout=CLAIM_WAIT_S)  # a claim under way is in flight after it
+                try:
+                    self._abandon("terminated" if isinstance(error, Terminated) else "interrupted")
+                finally:
+                    if claims_over:
+                        self._claiming.release()
                 _stop_worker_processes()
             raise
         if self._errors:
@@ -137,9 +144,14 @@ class TrialLoop:
 
     # ------------------------------------------------------------------------------------------------ slots
     def _step(self) -> bool:
-        """One claim and, if there was a trial, its job; False once this slot is done."""
-        claim = self._claim()
-        if claim is DONE or self._stopping.is_set():
+        """One claim and, if there was a trial, its job; False once this slot is done. A trial claimed is launched
+        (or, past Ctrl-C, recorded by ``abandon``): a claim checks ``_stopping`` first, not after, so that no trial
+        it took is left RUNNING."""
+        with self._claiming:
+            if self._stopping.is_set():
+                return False
+            claim = self._claim()
+        if claim is DONE:
             return False
         if claim is WAIT:
             time.sleep(WAIT_S)
