@@ -89,6 +89,31 @@ def test_the_claims_lock_excludes_other_processes(tmp_path: Path) -> None:
     assert acquired >= released
 
 
+def test_a_worker_killed_while_it_writes_the_journal_stalls_no_other(tmp_path: Path) -> None:
+    """A process killed holding the journal's write lock (a heartbeat mid-append, say): the next writer goes on at
+    once. Optuna's default lock, a symlink, stays behind, and every other worker waited out its 30-s grace period."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = str(tmp_path / "w.journal")
+    optuna.create_study(study_name="s", storage=open_storage(spec))
+    code = (f"from hydra_optuna_studies.storage import open_storage\n"
+            f"open_storage({spec!r})._backend._lock.acquire()\n"  # the very lock the storage takes to append
+            "print('held', flush=True)\n"
+            "import time; time.sleep(600)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=60)
+    started = time.monotonic()
+    study = optuna.load_study(study_name="s", storage=open_storage(spec, fresh=True))
+    study.tell(study.ask(), 1.0)
+    assert time.monotonic() - started < 15  # Optuna's own lock: 30 s and more
+    assert [t.value for t in fresh_storage(spec).get_all_trials(study._study_id)] == [1.0]
+
+
 @pytest.mark.parametrize(("spec", "message"), [
     ("study.db", "expected a database URL"),
     ("postgresql://nobody@127.0.0.1:9/none", "cannot open Optuna storage"),

@@ -90,11 +90,11 @@ def test_a_worker_killed_mid_trial_is_failed_and_its_point_run_by_the_other(tmp_
         running = [t for t in _trials(journal, "sleepy") if t.state == TrialState.RUNNING] if Path(
             journal).exists() else []
         mine = [t for t in running if t.user_attrs.get(WORKER_ATTR, "").endswith(f":{victim.pid}")]
-        if mine:
+        if mine and len(running) > len(mine):  # the survivor runs too: the time to the orphan's failure is its own
             break
         time.sleep(0.1)
     else:
-        raise AssertionError("the victim never ran a trial")
+        raise AssertionError("the two workers never ran a trial at once")
     victim.send_signal(signal.SIGKILL)
     killed_at = time.time()
     victim.wait()

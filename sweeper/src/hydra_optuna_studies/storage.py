@@ -24,11 +24,12 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from optuna import Study
     from optuna.storages import BaseStorage
+    from optuna.storages.journal._file import BaseJournalFileLock
 
 from hydra_optuna_studies.contract import masked
 from hydra_optuna_studies.errors import SweepError
@@ -75,8 +76,6 @@ def _cached(key: tuple, make: Any, fresh: bool) -> Any:
 
 
 def _journal(path: Path, writable: bool, fresh: bool) -> BaseStorage:
-    import optuna
-    from optuna.storages.journal import JournalFileBackend
 
     path = path.resolve()
     if writable:
@@ -87,9 +86,35 @@ def _journal(path: Path, writable: bool, fresh: bool) -> BaseStorage:
         copy = _readable_copy(path, damage)
         log.warning("%s has %d unreadable record(s) (line %s): reading the study from the others", path,
                     len(damage), _lines(damage))
-        return optuna.storages.JournalStorage(JournalFileBackend(str(copy)))
-    key = ("journal", str(path), writable)
-    return _cached(key, lambda: optuna.storages.JournalStorage(JournalFileBackend(str(path))), fresh)
+        return _journal_storage(copy)
+    return _cached(("journal", str(path), writable), lambda: _journal_storage(path), fresh)
+
+
+def _journal_storage(path: Path) -> BaseStorage:
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path), cast("BaseJournalFileLock", JournalLock(path))))
+
+
+class JournalLock:
+    """The lock around each append to a journal (Optuna's ``BaseJournalFileLock``): an ``flock``, freed when its
+    holder dies. Optuna's default lock, a symlink for file systems without locks, stays behind when a worker is
+    killed as it writes (a heartbeat, say), and every other worker then stops for its 30-s grace period. One per
+    storage, shared by its threads: each holds its own open file, so the lock keeps them apart too."""
+
+    def __init__(self, journal: Path) -> None:
+        self._path = journal.with_name(journal.name + ".writes")
+        self._held = threading.local()
+
+    def acquire(self) -> bool:
+        held = contextlib.ExitStack()
+        held.enter_context(file_lock(self._path))
+        self._held.stack = held
+        return True
+
+    def release(self) -> None:
+        self._held.stack.close()
 
 
 def damaged_lines(path: Path) -> list[int] | None:
@@ -121,9 +146,7 @@ def repair_journal(path: Path) -> None:
 
     The journal's own lock is held meanwhile, so a record another process is writing at this moment is never taken
     for a damaged one."""
-    from optuna.storages.journal import JournalFileSymlinkLock
-
-    lock = JournalFileSymlinkLock(str(path))
+    lock = JournalLock(path)
     lock.acquire()
     try:
         damage = damaged_lines(path)
