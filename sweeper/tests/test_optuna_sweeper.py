@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _thread
 import itertools
+import signal
 import threading
 import time
 from pathlib import Path
@@ -253,9 +254,13 @@ def test_ctrl_c_while_a_slot_claims_leaves_no_trial_running(tmp_path: Path) -> N
     launcher = _HeldLauncher()
     loop = TrialLoop(launcher, 2, Outcome(None), claim, lambda trial: [f"x={trial.number}"], lambda t, r: None,
                      abandon)
-    with pytest.raises(KeyboardInterrupt):
-        loop.run()
-    launcher.release.set()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # also where SIGINT came in ignored (nohup)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            loop.run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        launcher.release.set()
     for thread in threading.enumerate():
         if thread.name.startswith("sweep-slot"):
             thread.join(timeout=30)
