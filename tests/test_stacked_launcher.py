@@ -22,10 +22,10 @@ TIMING = re.compile(r"seconds$")  # train_seconds, deepfool_seconds, epoch_secon
 GRID = ["hydra/sweeper=optuna", "hydra.sweeper.sampler=grid", "train.epochs=2", "deepfool.samples=40"]
 
 
-def _sweep(cwd: Path, name: str, *overrides: str, stacked: bool = True) -> tuple[list, str]:
+def _sweep(cwd: Path, name: str, *overrides: str, stacked: bool = True, env: dict | None = None) -> tuple[list, str]:
     cwd.mkdir(parents=True, exist_ok=True)
     launcher = ["hydra/launcher=stacked"] if stacked else []
-    result = run_cli("-m", *GRID, f"name={name}", *launcher, *overrides, cwd=cwd)
+    result = run_cli("-m", *GRID, f"name={name}", *launcher, *overrides, cwd=cwd, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     journal = cwd / "multirun" / name / "optuna.journal"
     trials = optuna.load_study(study_name=name, storage=fresh_storage(str(journal))).trials
@@ -55,13 +55,57 @@ def _mlflow_runs(cwd: Path, name: str) -> dict[str, tuple]:
             for run in runs}
 
 
+JOB_ENDS = '''
+import json
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+
+
+class JobEnds(Callback):
+    """Writes what each job's on_job_end sees: its number, its return, whether its metrics are written."""
+
+    def on_job_end(self, config, job_return, **kwargs):
+        done = job_return.status.name == "COMPLETED"  # a failed job's return_value raises its error
+        seen = {"job": HydraConfig.get().job.num, "status": job_return.status.name,
+                "value": job_return.return_value if done else None,
+                "metrics": (Path(HydraConfig.get().runtime.output_dir) / "metrics.json").exists()}
+        with open(Path(config.hydra.sweep.dir) / "job_ends.jsonl", "a") as out:
+            out.write(json.dumps(seen) + "\\n")
+'''
+
+
+def _job_ends(folder: Path) -> list[dict]:
+    return sorted((json.loads(line) for line in (folder / "job_ends.jsonl").read_text().splitlines()),
+                  key=lambda seen: seen["job"])
+
+
+def _log_lines(folder: Path, word: str) -> list[str]:
+    """The messages of the job's log file (Hydra's ``<job name>.log``) that hold ``word``, without their time."""
+    (log,) = folder.glob("*.log")
+    return [line.split(" - ", 1)[1] for line in log.read_text().splitlines() if word in line]
+
+
 def test_a_stacked_grid_leaves_the_records_of_the_same_grid_unstacked(tmp_path: Path) -> None:
     """Four learning rates and two dropout rates in one stack, one diverging (lr 1e6): the study, each trial's
-    metrics.json and MLflow run equal the unstacked sweep's; the diverged trial fails alone."""
-    space = ["optimizer.lr=choice(0.02,0.2,1e6)", "model.dropout=choice(0.0,0.3)"]
-    stacked, output = _sweep(tmp_path / "stacked", "grid", *space)
-    alone, _ = _sweep(tmp_path / "alone", "grid", *space, stacked=False)
+    metrics.json, MLflow run, log file lines and what Hydra's ``on_job_end`` callbacks see equal the unstacked
+    sweep's; the diverged trial fails alone."""
+    (tmp_path / "job_ends.py").write_text(JOB_ENDS)
+    space = ["optimizer.lr=choice(0.02,0.2,1e6)", "model.dropout=choice(0.0,0.3)", "hydra.verbose=sweep.trial",
+             "+hydra.callbacks.ends._target_=job_ends.JobEnds"]
+    env = {"PYTHONPATH": str(tmp_path)}
+    stacked, output = _sweep(tmp_path / "stacked", "grid", *space, env=env)
+    alone, _ = _sweep(tmp_path / "alone", "grid", *space, stacked=False, env=env)
     assert "train as one stack" in output
+    ends = _job_ends(tmp_path / "stacked" / "multirun" / "grid")
+    assert ends == _job_ends(tmp_path / "alone" / "multirun" / "grid")  # once each, trained, with its return
+    assert [seen["metrics"] for seen in ends] == [t.state == TrialState.COMPLETE for t in stacked]
+    for trial in stacked:  # each trial's own epoch lines in its own log file, and the stack's line
+        folders = [tmp_path / side / "multirun" / "grid" / str(trial.number) for side in ("stacked", "alone")]
+        epochs = _log_lines(folders[0], "epoch ")
+        assert epochs == _log_lines(folders[1], "epoch ") and (epochs or trial.state != TrialState.COMPLETE)
+        assert len(_log_lines(folders[0], "train as one stack")) == 1
     assert [_record(t) for t in stacked] == [_record(t) for t in alone]
     states = [t.state for t in stacked]
     assert states.count(TrialState.FAIL) == 2 and states.count(TrialState.COMPLETE) == 4  # lr 1e6 at both dropouts

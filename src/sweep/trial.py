@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ from sweep.tracking import TrialRun, flatten, git_commit, tracking_uri
 from sweep.train import EpochCallback, FitResult, evaluate_train, fit, resolve_device
 
 log = logging.getLogger(__name__)
+stacked_trial: ContextVar[TrialJob | None] = ContextVar("stacked_trial", default=None)
+"""The trial of a stack whose own work runs now (its run's start, its epoch callbacks, its measures), else None
+(the stack's shared work): the stacked launcher writes a log line to that trial's log file, or to every trial's."""
 
 
 @dataclass(frozen=True)
@@ -96,27 +100,52 @@ def run_stack(jobs: Sequence[TrialJob]) -> list[dict[str, float] | Exception]:
     cfg = jobs[0].cfg
     device = resolve_device(cfg.train.device)
     data = checked_data(cfg, device)
-    trials = [Tracked(job, device, stack=len(jobs)) for job in jobs]
+    trials = []
+    for job in jobs:
+        with own_work(job):
+            trials.append(Tracked(job, device, stack=len(jobs)))
+    on_epoch = [_owned(t.job, t.on_epoch, _epoch_line(t.job.cfg.train.epochs, logging.DEBUG)) for t in trials]
     try:
-        outcomes = fit_stacked([job.cfg for job in jobs], data, [t.on_epoch for t in trials],
-                               [t.on_eval for t in trials])
+        outcomes = fit_stacked([job.cfg for job in jobs], data, on_epoch, [_owned(t.job, t.on_eval) for t in trials])
     except BaseException as error:  # the whole stack stopped (interrupted, out of memory): every trial with it
         for trial in trials:
-            trial.fail(error)
+            with own_work(trial.job):
+                trial.fail(error)
         raise
     seconds = time.perf_counter() - trials[0].started  # the stack's: its trials trained together
     results: list[dict[str, float] | Exception] = []
     for trial, outcome in zip(trials, outcomes, strict=True):
-        try:
-            if isinstance(outcome, Exception):
-                raise outcome
-            results.append(trial.finish(outcome.result, outcome.model, data, seconds))
-        except Exception as error:  # noqa: BLE001 - one trial's end is its own
-            trial.fail(error)
-            results.append(error)
+        with own_work(trial.job):
+            try:
+                if isinstance(outcome, Exception):
+                    raise outcome
+                results.append(trial.finish(outcome.result, outcome.model, data, seconds))
+            except Exception as error:  # noqa: BLE001 - one trial's end is its own
+                trial.fail(error)
+                results.append(error)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return results
+
+
+@contextlib.contextmanager
+def own_work(job: TrialJob) -> Iterator[None]:
+    """What runs inside is ``job``'s own work (:data:`stacked_trial`)."""
+    token = stacked_trial.set(job)
+    try:
+        yield
+    finally:
+        stacked_trial.reset(token)
+
+
+def _owned(job: TrialJob, *callbacks: EpochCallback) -> EpochCallback:
+    """``callbacks`` called in turn, as ``job``'s own work."""
+    def call(metrics: dict[str, float]) -> None:
+        with own_work(job):
+            for callback in callbacks:
+                callback(metrics)
+
+    return call
 
 
 def checked_data(cfg: TrialConfig, device: torch.device) -> Dataset:
@@ -234,16 +263,21 @@ def _yaml(tree: dict[str, Any]) -> str:
     return OmegaConf.to_yaml(OmegaConf.create(tree))
 
 
+def _epoch_line(epochs: int, level: int) -> EpochCallback:
+    """An epoch's line on the log, at ``level``."""
+    def line(m: dict[str, float]) -> None:
+        shown = " ".join(f"{k} {m[k]:.4f}" for k in ("train_loss", "train_acc", "val_acc", "test_acc") if k in m)
+        log.log(level, "epoch %d/%d %s", m["epoch"], epochs, shown)
+
+    return line
+
+
 @contextlib.contextmanager
 def _progress(epochs: int, label: str, quiet: bool) -> Iterator[EpochCallback]:
     """An epoch bar with live loss and accuracy on a terminal; one log line per epoch otherwise. In a sweep
     (``quiet``) the sweep reports progress, and the epoch lines are debug output (``hydra.verbose=sweep.trial``)."""
     if quiet or not sys.stderr.isatty():
-        def line(m: dict[str, float]) -> None:
-            shown = " ".join(f"{k} {m[k]:.4f}" for k in ("train_loss", "train_acc", "val_acc", "test_acc") if k in m)
-            log.log(logging.DEBUG if quiet else logging.INFO, "epoch %d/%d %s", m["epoch"], epochs, shown)
-
-        yield line
+        yield _epoch_line(epochs, logging.DEBUG if quiet else logging.INFO)
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
