@@ -92,6 +92,7 @@ def test_the_claims_lock_excludes_other_processes(tmp_path: Path) -> None:
 def test_a_worker_killed_while_it_writes_the_journal_stalls_no_other(tmp_path: Path) -> None:
     """A process killed holding the journal's write lock (a heartbeat mid-append, say): the next writer goes on at
     once. Optuna's default lock, a symlink, stays behind, and every other worker waited out its 30-s grace period."""
+    import fcntl
     import signal
     import subprocess
     import sys
@@ -105,13 +106,26 @@ def test_a_worker_killed_while_it_writes_the_journal_stalls_no_other(tmp_path: P
             "import time; time.sleep(600)")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-    holder.send_signal(signal.SIGKILL)
+    with open(spec + ".writes") as lock, pytest.raises(BlockingIOError):  # held, by the kernel's flock ...
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    holder.send_signal(signal.SIGKILL)  # ... which frees it with its holder
     holder.wait(timeout=60)
     started = time.monotonic()
     study = optuna.load_study(study_name="s", storage=open_storage(spec, fresh=True))
     study.tell(study.ask(), 1.0)
     assert time.monotonic() - started < 15  # Optuna's own lock: 30 s and more
     assert [t.value for t in fresh_storage(spec).get_all_trials(study._study_id)] == [1.0]
+
+
+def test_a_journal_storage_pickles_and_still_writes(tmp_path: Path) -> None:
+    """Optuna's journal storage pickles (a study handed to another process); ours, with its lock, too."""
+    import pickle
+
+    spec = str(tmp_path / "p.journal")
+    optuna.create_study(study_name="s", storage=open_storage(spec))
+    study = pickle.loads(pickle.dumps(optuna.load_study(study_name="s", storage=open_storage(spec))))
+    study.tell(study.ask(), 2.0)
+    assert [t.value for t in optuna.load_study(study_name="s", storage=fresh_storage(spec)).trials] == [2.0]
 
 
 @pytest.mark.parametrize(("spec", "message"), [

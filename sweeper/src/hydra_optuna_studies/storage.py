@@ -76,7 +76,6 @@ def _cached(key: tuple, make: Any, fresh: bool) -> Any:
 
 
 def _journal(path: Path, writable: bool, fresh: bool) -> BaseStorage:
-
     path = path.resolve()
     if writable:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +105,12 @@ class JournalLock:
     def __init__(self, journal: Path) -> None:
         self._path = journal.with_name(journal.name + ".writes")
         self._held = threading.local()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_path": self._path}  # Optuna's journal storage pickles (to hand a study to another process)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._path, self._held = state["_path"], threading.local()
 
     def acquire(self) -> bool:
         held = contextlib.ExitStack()
