@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import _thread
+import gc
 import itertools
 import signal
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import optuna
@@ -30,7 +32,7 @@ from hydra_plugins.hydra_optuna_studies.config import PRUNERS, SAMPLERS, sampler
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from sweeper.tests.helpers import APPS
+from sweeper.tests.helpers import APPS, wait_until
 
 
 def _plan(tmp_path: Path, arguments: list[str], describe=None, **options):
@@ -243,9 +245,11 @@ def test_ctrl_c_while_a_slot_claims_leaves_no_trial_running(tmp_path: Path) -> N
     calls = itertools.count(1)
 
     def claim():
-        if next(calls) == 2:  # the second slot's claim (the first slot's trial is in flight)
+        if next(calls) == 2:  # the second slot's claim
+            wait_until(lambda: launcher.launched, 60)  # once the first slot's trial is in flight
             _thread.interrupt_main()  # Ctrl-C
-            time.sleep(0.5)  # the window in which the interrupted loop must not fail "what is in flight" yet
+            assert loop._interrupted.wait(60)  # the loop has it, and must not fail "what is in flight" ...
+            time.sleep(0.5)  # ... in this window (where a loop without the claim lock did), before this claim is
         return claims.claim()
 
     def abandon(reason: str) -> None:
@@ -268,6 +272,41 @@ def test_ctrl_c_while_a_slot_claims_leaves_no_trial_running(tmp_path: Path) -> N
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
     assert {t.user_attrs[FAIL_REASON_ATTR] for t in trials} == {"interrupted"}
     assert len(launcher.launched) == 1  # the trial claimed as Ctrl-C came never ran
+
+
+class _Model:
+    pass
+
+
+def test_a_told_failure_keeps_its_error_but_not_what_its_trial_held(tmp_path: Path) -> None:
+    """A failed job's error comes back with the frames it passed through, which hold the trial's model (on a GPU,
+    its memory); the sweep keeps every return to its end, so once told the error keeps its message, not its frames."""
+    plan = _plan(tmp_path, ["x=interval(0, 1)"], n_trials=1)
+    study = optuna.create_study(study_name=plan.study_name, storage=open_storage(plan.storage, fresh=True))
+    claims = _claims(tmp_path, plan, study)
+    held: list[weakref.ref] = []
+
+    class FailingLauncher:
+        def launch(self, job_overrides: list[list[str]], initial_job_idx: int) -> list[JobReturn]:
+            def train() -> None:
+                model = _Model()  # what the trial trained, referenced by its frame only
+                held.append(weakref.ref(model))
+                raise RuntimeError("diverged")
+            try:
+                train()
+            except RuntimeError as error:
+                return [_job(error=error)]
+            raise AssertionError("unreachable")
+
+    def tell(trial, ret) -> str:
+        study.tell(trial, state=TrialState.FAIL)
+        return "RuntimeError: diverged"
+
+    loop = TrialLoop(FailingLauncher(), 1, Outcome(1.0), claims.claim, lambda trial: [], tell, lambda reason: None)
+    loop.run()
+    gc.collect()
+    (number, ret), = loop.returns
+    assert str(ret._return_value) == "diverged" and held and held[0]() is None
 
 
 @pytest.mark.parametrize("name", sorted(set(SAMPLERS) - {"motpe", "grid"}))

@@ -131,16 +131,27 @@ class TrialLoop:
             self._stopping.set()
             if isinstance(error, KeyboardInterrupt | Terminated):
                 self._interrupted.set()
-                claims_over = self._claiming.acquire(timeout=CLAIM_WAIT_S)  # a claim under way is in flight after it
-                try:
+                with self._claims_settled():
                     self._abandon("terminated" if isinstance(error, Terminated) else "interrupted")
-                finally:
-                    if claims_over:
-                        self._claiming.release()
                 _stop_worker_processes()
             raise
         if self._errors:
             raise self._errors[0]
+
+    @contextlib.contextmanager
+    def _claims_settled(self) -> Iterator[None]:
+        """Hold the claim lock, so that a claim under way is in flight (and abandoned) first: waited for at most
+        ``CLAIM_WAIT_S``, and not past a second Ctrl-C, which must not skip recording the trials in flight."""
+        held = self._claiming.acquire(blocking=False)
+        if not held:
+            log.info("Stopping: waiting for a claim under way (at most %.0f s)", CLAIM_WAIT_S)
+            with contextlib.suppress(KeyboardInterrupt, Terminated):
+                held = self._claiming.acquire(timeout=CLAIM_WAIT_S)
+        try:
+            yield
+        finally:
+            if held:
+                self._claiming.release()
 
     # ------------------------------------------------------------------------------------------------ slots
     def _step(self) -> bool:
@@ -219,6 +230,7 @@ class TrialLoop:
 
     def _told(self, trial: Any, ret: JobReturn) -> None:
         self.outcome.add(self._tell(trial, ret))
+        _drop_frames(ret._return_value)
         self.returns.append((trial.number, ret))
         if self.outcome.exceeded:
             self._stopping.set()
@@ -233,6 +245,17 @@ def _process_died(error: Exception) -> bool:
     """Whether the launcher says the job's process (or its node) went away: loky's broken pool (the pool, joblib),
     submitit's uncompleted job (SLURM: killed, preempted, node lost; named, not imported: submitit is optional)."""
     return isinstance(error, BrokenExecutor) or type(error).__name__ == "UncompletedJobError"
+
+
+def _drop_frames(value: Any) -> None:
+    """A told failure's error, and those it came from, without their tracebacks: the frames an error passed
+    through hold what the trial had (its model on the GPU, for a stack every trial's), and the sweep keeps every
+    job's return until it ends. Its reason is recorded already."""
+    seen: set[int] = set()
+    while isinstance(value, BaseException) and id(value) not in seen:
+        seen.add(id(value))
+        value.__traceback__ = None
+        value = value.__cause__ or value.__context__
 
 
 def _failed_return(error: BaseException) -> JobReturn:
