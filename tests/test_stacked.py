@@ -235,6 +235,20 @@ def test_trials_of_different_keys_are_refused_one_stack() -> None:
         fit_stacked(cfgs, load_dataset(DataConfig(), CPU))
 
 
+def test_a_stack_that_fails_as_a_whole_fails_each_of_its_trials_and_returns(tmp_path: Path) -> None:
+    """The stacked launcher's training of one stack: a stack that fails as a whole (here trials of different keys,
+    as a stack out of memory would) gives each of its jobs the error, and returns, so the batch's other stacks go
+    on."""
+    from hydra_plugins.sweep_stacked_launcher.stacked_launcher import _train
+    from sweep.trial import TrialJob
+
+    jobs = [TrialJob(cfg, resolved, tmp_path / name, name) for name, (cfg, resolved) in
+            (("a", trial_config("mlflow.enabled=false")), ("b", trial_config("mlflow.enabled=false",
+                                                                              "train.batch_size=16")))]
+    results = _train(jobs)
+    assert [type(r) for r in results] == [ValueError, ValueError] and "stack keys differ" in str(results[0])
+
+
 def test_the_memory_cap_splits_a_large_group_evenly() -> None:
     data = load_dataset(DataConfig(), CPU)
     cfg = trial_config("model.hidden_dims=[256,256]")[0]
