@@ -84,12 +84,12 @@ class _TrialLogs(logging.Handler):
             own = [h for h in job.files if h.baseFilename not in live]
             for handler in own:
                 self._handlers.setdefault(handler.baseFilename, _reopened(handler))
-            self._names[job.trial.output_dir] = [h.baseFilename for h in own]
+            self._names[job.trial.output_dir] = list(dict.fromkeys(h.baseFilename for h in own))
 
     def emit(self, record: logging.LogRecord) -> None:
         trial = self._current.get()
         names = self._names.get(trial.output_dir) if trial is not None else None
-        for name in dict.fromkeys(names if names is not None else self._handlers):
+        for name in names if names is not None else self._handlers:
             handler = self._handlers[name]
             if record.levelno >= handler.level:
                 handler.handle(record)
